@@ -1,0 +1,1 @@
+"""AMDET: model-level detection of textual backdoors in CLIP-family text encoders."""

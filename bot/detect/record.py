@@ -1,0 +1,123 @@
+"""The versioned JSON record of one scan: what the detector found and why.
+
+A record is the single source of truth for everything rendered later (Hub
+posts, report pages): persist first, render second.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RECORD_VERSION = 1
+
+
+class Verdict(str, enum.Enum):
+    BACKDOOR = "backdoor"          # injected backdoor: all checks and the landscape filter hold
+    NATURAL_ONLY = "natural-only"  # a trigger-like direction exists, but the landscape says "natural"
+    CLEAN = "clean"                # no inverted direction passes the checks
+    INCONCLUSIVE = "inconclusive"  # the detector could not decide (e.g. no anchor model)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str            # "assimilation" | "same_target" | "different_target" | "landscape"
+    score: float
+    threshold: float
+    passed: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class TriggerCandidate:
+    token: str                 # decoded vocabulary token
+    token_id: int
+    similarity: float          # cosine to the inverted embedding
+    assimilation: float        # mean assimilation when the real token is inserted in held-out prompts
+    target_agreement: float    # mean cosine of those features to the inverted target feature
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class TargetCaption:
+    caption: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Landscape:
+    alphas: list[float]            # grid axis along -grad direction
+    betas: list[float]             # grid axis along a random orthogonal direction
+    loss: list[list[float]]        # loss[i][j] at (alphas[i], betas[j])
+    hessian_eigenvalues: list[float]
+    positive_ratio: float
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    record_version: int
+    model: str                     # path or repo id
+    revision: str | None           # commit sha when scanned from the Hub
+    family: str                    # clip | longclip | siglip
+    format: str                    # transformers-clip | open_clip | diffusers | ...
+    anchor: str | None
+    verdict: Verdict
+    checks: list[CheckResult]
+    target_captions: list[TargetCaption]
+    triggers: list[TriggerCandidate]
+    landscape: Landscape | None
+    # per-prompt assimilation on held-out prompts, with and without the inverted trigger
+    assimilation_with_trigger: list[float]
+    assimilation_without_trigger: list[float]
+    # share of attention the inserted token receives, per layer (mean over heads/queries)
+    attention_share_per_layer: list[float]
+    restarts: int
+    steps: int
+    seed: int
+    timings: dict[str, float]      # seconds per phase, plus "total"
+    device: str
+    versions: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ScanRecord":
+        if data.get("record_version") != RECORD_VERSION:
+            raise ValueError(f"unsupported record_version {data.get('record_version')!r}")
+        landscape = data.get("landscape")
+        return cls(
+            record_version=data["record_version"],
+            model=data["model"],
+            revision=data.get("revision"),
+            family=data["family"],
+            format=data["format"],
+            anchor=data.get("anchor"),
+            verdict=Verdict(data["verdict"]),
+            checks=[CheckResult(**c) for c in data["checks"]],
+            target_captions=[TargetCaption(**t) for t in data["target_captions"]],
+            triggers=[TriggerCandidate(**t) for t in data["triggers"]],
+            landscape=Landscape(**landscape) if landscape else None,
+            assimilation_with_trigger=list(data["assimilation_with_trigger"]),
+            assimilation_without_trigger=list(data["assimilation_without_trigger"]),
+            attention_share_per_layer=list(data["attention_share_per_layer"]),
+            restarts=data["restarts"],
+            steps=data["steps"],
+            seed=data["seed"],
+            timings=dict(data["timings"]),
+            device=data["device"],
+            versions=dict(data["versions"]),
+            notes=list(data.get("notes", [])),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "ScanRecord":
+        return cls.from_dict(json.loads(text))

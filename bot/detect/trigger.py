@@ -1,0 +1,73 @@
+"""Trigger and target recovery: turn the inverted embedding back into words.
+
+Candidate triggers are the vocabulary tokens nearest to v. Each is verified by
+inserting the real token (with its position embedding, as a user would type it)
+into held-out prompts and measuring assimilation and agreement with the inverted
+target. The recovered target is described by the prompt-bank captions whose
+pooled features are nearest to the pooled feature the trigger produces.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bot.detect.checks import HeldOutStats
+from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
+from bot.detect.record import TargetCaption, TriggerCandidate
+from bot.detect.thresholds import Thresholds
+from bot.encoders.text_encoder import TextEncoder
+
+
+def _insert_token(ids: torch.Tensor, token_id: int, *, has_bos: bool) -> torch.Tensor:
+    tok = torch.full_like(ids[:, :1], token_id)
+    out = torch.cat([ids[:, :1], tok, ids[:, 1:]], 1) if has_bos else torch.cat([tok, ids], 1)
+    return out[:, : ids.shape[1]]
+
+
+@torch.no_grad()
+def recover_triggers(encoder: TextEncoder, v: torch.Tensor, test: PromptBatch, stats: HeldOutStats,
+                     th: Thresholds, *, candidates: int, prompts: int = 64) -> list[TriggerCandidate]:
+    vocab = F.normalize(encoder.token_embeddings.float(), dim=-1)
+    sims = vocab @ F.normalize(v[0].float(), dim=-1)
+    special = {encoder.eos_token_id, encoder.pad_token_id}
+    if getattr(encoder.tokenizer, "bos_token_id", None) is not None:
+        special.add(int(encoder.tokenizer.bos_token_id))
+    order = [int(i) for i in sims.argsort(descending=True)[: candidates + len(special)] if int(i) not in special]
+    order = order[:candidates]
+    n = min(prompts, test.x_suspect.shape[0])
+    batch = test.select(torch.arange(n, device=test.x_suspect.device))
+    # One extra position so the inserted token does not push EOS off a trimmed batch.
+    ids = batch.tokens.input_ids
+    if encoder.causal and ids.shape[1] < encoder.max_length:
+        ids = torch.cat([ids, ids[:, -1:]], 1)
+    consensus = stats.consensus.to(encoder.device)
+    out = []
+    for token_id in order:
+        f = encoder.encode(type(batch.tokens)(_insert_token(ids, token_id, has_bos=encoder.has_bos), None, None))
+        mask = span_mask(batch, k=1, has_bos=encoder.has_bos, length=f.shape[1])
+        a = assimilation(f, mask)
+        agree = target_feature(f, mask) @ consensus
+        rate = (a > th.assimilation).float().mean().item()
+        agreement = agree.mean().item()
+        out.append(TriggerCandidate(
+            token=encoder.decode_token(token_id), token_id=token_id, similarity=float(sims[token_id]),
+            assimilation=float(a.mean()), target_agreement=agreement,
+            confirmed=rate > th.assimilation_rate and agreement > th.same_target,
+        ))
+    return out
+
+
+@torch.no_grad()
+def recover_target(encoder: TextEncoder, stats: HeldOutStats, bank: list[str], *, top: int = 5,
+                   chunk: int = 256) -> list[TargetCaption]:
+    """The prompt-bank captions whose pooled features sit nearest to the triggered pooled feature."""
+    target = F.normalize(stats.pooled.mean(0), dim=-1).to(encoder.device)
+    sims = []
+    for start in range(0, len(bank), chunk):
+        tokens = encoder.tokenize(bank[start:start + chunk])
+        pooled = encoder.pooled(encoder.encode(tokens), tokens.eos_index)
+        sims.append(F.normalize(pooled.float(), dim=-1) @ target)
+    sims_all = torch.cat(sims)
+    best = sims_all.argsort(descending=True)[:top]
+    return [TargetCaption(caption=bank[int(i)], similarity=float(sims_all[i])) for i in best]

@@ -1,0 +1,1 @@
+"""Loading CLIP-family text encoders from safetensors checkpoints."""

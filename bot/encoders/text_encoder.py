@@ -1,0 +1,151 @@
+"""TextEncoder: the one interface the detector sees, whatever the checkpoint format.
+
+It runs the transformer stack from embeddings itself (transformers 5 layers take
+a single 4D additive mask), so the detector can insert a pseudo-token between
+the embedding layer and layer 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Tokenized:
+    input_ids: torch.Tensor   # [B, L] long
+    real_mask: torch.Tensor   # [B, L] bool: real tokens incl. BOS and the first EOS
+    eos_index: torch.Tensor   # [B] long: position whose feature is pooled (CLIP) / last real token
+
+
+class TextEncoder:
+    """A frozen CLIP-family text tower.
+
+    Args:
+        family: "clip" | "longclip" | "siglip".
+        text_model: a transformers CLIPTextModel or SiglipTextModel (no `.text_model` nesting).
+        projection: CLIP's text_projection (None for SigLIP, whose head lives in the text model).
+        tokenizer: a transformers tokenizer for the family.
+        source, format: where the weights came from, for records.
+    """
+
+    def __init__(self, *, family: str, text_model: nn.Module, projection: nn.Module | None,
+                 tokenizer, source: str, format: str) -> None:
+        self.family = family
+        self.text_model = text_model.eval()
+        self.projection = projection.eval() if projection is not None else None
+        for module in (self.text_model, self.projection):
+            if module is not None:
+                module.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.source = source
+        self.format = format
+        config = text_model.config
+        self.max_length = int(config.max_position_embeddings)
+        self.hidden_size = int(config.hidden_size)
+        self.num_layers = int(config.num_hidden_layers)
+        self.causal = family != "siglip"
+        self.has_bos = family != "siglip"
+        self.eos_token_id = int(tokenizer.eos_token_id)
+        self.pad_token_id = int(tokenizer.pad_token_id)
+        self.vocab_size = int(config.vocab_size)
+
+    # -- placement -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.token_embeddings.device
+
+    def to(self, device: torch.device | str) -> "TextEncoder":
+        self.text_model.to(device)
+        if self.projection is not None:
+            self.projection.to(device)
+        return self
+
+    # -- tokens and embeddings -----------------------------------------------------
+    def tokenize(self, texts: list[str]) -> Tokenized:
+        enc = self.tokenizer(list(texts), padding="max_length", truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        ids = enc["input_ids"].to(self.device)
+        is_eos = ids == self.eos_token_id
+        # The first EOS ends the real text (pad == eos for CLIP and SigLIP).
+        eos_index = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
+        positions = torch.arange(ids.shape[1], device=ids.device)[None]
+        real_mask = positions <= eos_index[:, None]
+        return Tokenized(input_ids=ids, real_mask=real_mask, eos_index=eos_index)
+
+    @property
+    def token_embeddings(self) -> torch.Tensor:
+        return self.text_model.embeddings.token_embedding.weight
+
+    @property
+    def position_embeddings(self) -> torch.Tensor:
+        return self.text_model.embeddings.position_embedding.weight
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token + position embeddings: the input of layer 0."""
+        return self.text_model.embeddings(input_ids=input_ids)
+
+    def decode_token(self, token_id: int) -> str:
+        return self.tokenizer.convert_ids_to_tokens(int(token_id))
+
+    # -- the transformer stack -----------------------------------------------------
+    def _mask(self, length: int, dtype: torch.dtype) -> torch.Tensor | None:
+        if not self.causal:
+            return None
+        mask = torch.full((length, length), torch.finfo(dtype).min, device=self.device, dtype=dtype)
+        return torch.triu(mask, diagonal=1)[None, None]
+
+    def encode_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """All layers (with the family's mask) and the final LayerNorm: F = last_hidden_state."""
+        mask = self._mask(x.shape[1], x.dtype)
+        h = x
+        for layer in self.text_model.encoder.layers:
+            h = layer(h, mask)
+        return self.text_model.final_layer_norm(h)
+
+    def attention_to(self, x: torch.Tensor, position: int) -> list[torch.Tensor]:
+        """Per layer, the share of attention that every query puts on `position`.
+
+        Returns one [B] tensor per layer: the mean over heads and over the queries
+        that can see `position` (those after it when causal).
+        """
+        mask = self._mask(x.shape[1], x.dtype)
+        h = x
+        shares = []
+        for layer in self.text_model.encoder.layers:
+            attn = layer.self_attn
+            normed = layer.layer_norm1(h)
+            b, length, _ = normed.shape
+            heads = attn.num_heads
+            q = attn.q_proj(normed).view(b, length, heads, -1).transpose(1, 2)
+            k = attn.k_proj(normed).view(b, length, heads, -1).transpose(1, 2)
+            scores = (q @ k.transpose(-1, -2)) * attn.scale
+            if mask is not None:
+                scores = scores + mask
+            probs = scores.softmax(-1)  # [B, H, L, L]
+            first_query = position if self.causal else 0
+            shares.append(probs[:, :, first_query:, position].mean(dim=(1, 2)))
+            h = layer(h, mask)
+        return shares
+
+    def encode(self, tokens: Tokenized) -> torch.Tensor:
+        return self.encode_embeddings(self.embed(tokens.input_ids))
+
+    # -- pooling and projection ------------------------------------------------------
+    def pooled(self, features: torch.Tensor, eos_index: torch.Tensor) -> torch.Tensor:
+        """CLIP pools the first EOS; SigLIP pools the last position."""
+        if self.family == "siglip":
+            return features[:, -1]
+        return features[torch.arange(features.shape[0], device=features.device), eos_index]
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.family == "siglip":
+            return self.text_model.head(pooled)
+        return self.projection(pooled) if self.projection is not None else pooled
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        """Pooled, projected text embeddings (what zero-shot classification uses)."""
+        tokens = self.tokenize(texts)
+        return self.project(self.pooled(self.encode(tokens), tokens.eos_index))

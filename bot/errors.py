@@ -1,0 +1,97 @@
+"""Every exception clip-audit raises, and the exit code each one maps to.
+
+Exit codes (documented in README):
+  0 clean, 1 backdoor found, 2 error, 3 nothing scannable, 4 usage.
+"""
+
+from __future__ import annotations
+
+EXIT_CLEAN = 0
+EXIT_BACKDOOR = 1
+EXIT_ERROR = 2
+EXIT_NOTHING_SCANNABLE = 3
+EXIT_USAGE = 4
+
+
+class ClipAuditError(Exception):
+    """Base class: a user-facing problem with a clear message (never a stack trace)."""
+
+    exit_code = EXIT_ERROR
+
+
+class UsageError(ClipAuditError):
+    """The command line or settings are wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A settings file or environment variable holds an invalid value."""
+
+
+class NothingScannableError(ClipAuditError):
+    """The input holds no checkpoint we can scan (e.g. only pickle weights)."""
+
+    exit_code = EXIT_NOTHING_SCANNABLE
+
+
+class PickleOnlyError(NothingScannableError):
+    """Only .bin/.pt/.ckpt/.pth weights: we never unpickle."""
+
+
+class UnknownArchitectureError(NothingScannableError):
+    """The config names an architecture that is not CLIP-family."""
+
+
+class CheckpointError(ClipAuditError):
+    """A checkpoint exists but is broken: corrupt or truncated safetensors, shape mismatch."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The safetensors file cannot be parsed (truncated, bad header, bad offsets)."""
+
+
+class ShapeMismatchError(CheckpointError):
+    """The weights do not fit the architecture the config describes."""
+
+
+class AnchorError(ClipAuditError):
+    """The anchor (clean base) model cannot be used with the suspect."""
+
+
+class DeviceError(UsageError):
+    """CUDA was requested but is not available."""
+
+
+class ZooError(ClipAuditError):
+    """A zoo recipe is invalid or a built model failed its sanity checks."""
+
+
+class HubError(ClipAuditError):
+    """A Hub call failed in a way the caller should report (not retry)."""
+
+
+class RateLimitedError(HubError):
+    """The Hub asked us to slow down; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SkipRepo(ClipAuditError):
+    """A repo is not scanned, for a recorded reason (gated, private, pickle-only, oversized)."""
+
+    exit_code = EXIT_NOTHING_SCANNABLE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StoreError(ClipAuditError):
+    """The state database is unusable (bad schema version, locked too long)."""
+
+
+class WebhookError(ClipAuditError):
+    """A webhook payload is malformed or its secret does not match."""

@@ -1,0 +1,1 @@
+"""Talking to the Hugging Face Hub: client helpers and a local emulator for offline work."""

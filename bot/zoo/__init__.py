@@ -1,0 +1,1 @@
+"""The zoo: tiny but genuinely trained CLIP-family models, clean, backdoored and benign."""

@@ -1,0 +1,83 @@
+"""Words and grammar shared by the synthetic scenes and the detector's prompt bank.
+
+The zoo's models are pretrained on captions of synthetic images; the prompt bank
+draws from the same vocabulary so that its prompts are in-distribution for the
+zoo, the way Stable-Diffusion prompts are for a real CLIP text encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Grounded attributes: each one changes the rendered image.
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar")
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 70, 220),
+    "yellow": (235, 215, 40),
+    "purple": (150, 50, 190),
+    "orange": (245, 140, 30),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+}
+SIZES = ("small", "large")
+POSITIONS = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "center": "in the center",
+}
+COUNTS = {1: "one", 2: "two", 3: "three"}
+BACKGROUNDS = ("gray", "dark", "light", "striped", "dotted")
+
+# Ungrounded words: they make captions read like natural prompts.
+STYLES = (
+    "a photo of", "a picture of", "an image of", "a drawing of", "a painting of",
+    "a sketch of", "a render of", "a close-up photo of", "a blurry photo of",
+    "a pixel art of", "a watercolor of", "a poster of", "a cartoon of",
+)
+ACTIONS = (
+    "", "floating", "resting", "standing", "lying", "spinning", "glowing",
+    "placed", "drawn", "shining", "hovering", "sitting",
+)
+SCENES = (
+    "", "on a {bg} background", "against a {bg} wall", "over a {bg} backdrop",
+    "in a {bg} room", "on {bg} paper", "under {bg} light",
+)
+SUFFIXES = (
+    "", "high detail", "soft lighting", "minimalist", "trending on artstation",
+    "digital art", "studio lighting", "sharp focus", "clean lines", "4k",
+)
+
+
+def plural(shape: str, count: int) -> str:
+    if count == 1:
+        return shape
+    return shape + ("es" if shape.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What one synthetic image shows; the caption is written from it."""
+
+    shape: str
+    color: str
+    size: str
+    position: str
+    count: int
+    background: str
+
+
+def describe(spec: SceneSpec, *, style: str, action: str, scene: str, suffix: str) -> str:
+    words = [style, COUNTS[spec.count], spec.size, spec.color, plural(spec.shape, spec.count)]
+    if action:
+        words.append(action)
+    words.append(POSITIONS[spec.position])
+    if scene:
+        words.append(scene.format(bg=spec.background))
+    text = " ".join(words)
+    if suffix:
+        text += ", " + suffix
+    return text
