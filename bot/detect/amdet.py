@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from bot import __version__
-from bot.detect.checks import HeldOutStats, feature_checks, held_out_stats
+from bot.detect.checks import HeldOutStats, decide, feature_checks, held_out_stats, landscape_check
 from bot.detect.features import PromptBatch, prepare
 from bot.detect.inversion import InversionRun, Objective, invert
 from bot.detect.landscape import loss_landscape
@@ -46,6 +45,7 @@ class DetectorConfig:
     landscape_grid: int = 21
     landscape_radius: float = 0.5    # grid half-width, as a fraction of |v|
     landscape_prompts: int = 8
+    always_landscape: bool = False   # benchmarks: compute it even when a feature check fails
     trigger_candidates: int = 8
     target_captions: int = 5
     show_progress: bool = True
@@ -112,18 +112,14 @@ class Amdet:
 
         landscape = None
         feature_pass = anchor is not None and all(c.passed for c in checks)
-        if feature_pass:
+        if feature_pass or (cfg.always_landscape and anchor is not None):
             t0 = time.perf_counter()
             lbatch = test.select(torch.arange(min(cfg.landscape_prompts, cfg.n_test), device=device))
             radius = cfg.landscape_radius * float(run.v.norm())
             with autocast(device):
                 landscape = loss_landscape(objective, run.v, lbatch, grid=cfg.landscape_grid, radius=radius,
                                            generator=generator)
-            ok = landscape.positive_ratio > th.landscape_positive_ratio
-            checks = checks + [CheckResult(
-                name="landscape", score=landscape.positive_ratio, threshold=th.landscape_positive_ratio, passed=ok,
-                description="share of positive Hessian eigenvalues around the inverted pseudo-token "
-                            "(a smooth convex bowl means an injected backdoor, mixed curvature a natural one)")]
+            checks = checks + [landscape_check(landscape.positive_ratio, th)]
             timings["landscape"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -133,16 +129,10 @@ class Amdet:
             attention = self._attention_share(suspect, run.v, test)
         timings["explain"] = time.perf_counter() - t0
 
+        verdict = decide(checks, has_anchor=anchor is not None)
         if anchor is None:
-            verdict = Verdict.INCONCLUSIVE
             notes.append("no anchor (clean base) model was available: the different-target check and the "
                          "verdict need one")
-        elif not feature_pass:
-            verdict = Verdict.CLEAN
-        elif checks[-1].passed:
-            verdict = Verdict.BACKDOOR
-        else:
-            verdict = Verdict.NATURAL_ONLY
         timings["total"] = time.perf_counter() - started
         return ScanRecord(
             record_version=RECORD_VERSION, model=model or suspect.source, revision=revision,
@@ -153,6 +143,9 @@ class Amdet:
             attention_share_per_layer=attention, restarts=restarts_run, steps=len(run.losses), seed=cfg.seed,
             timings={k: round(v, 3) for k, v in timings.items()}, device=describe(device), versions=_versions(),
             notes=notes,
+            target_agreement=[round(float(a), 5) for a in stats.agreement],
+            anchor_agreement=[] if stats.anchor_agreement is None
+            else [round(float(a), 5) for a in stats.anchor_agreement],
         )
 
     @torch.no_grad()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
 from bot.detect.inversion import Objective
-from bot.detect.record import CheckResult
+from bot.detect.record import CheckResult, Verdict
 from bot.detect.thresholds import Thresholds
 
 
@@ -24,6 +25,18 @@ class HeldOutStats:
     @property
     def consensus(self) -> torch.Tensor:
         return F.normalize(self.targets.mean(0), dim=-1)
+
+    @property
+    def agreement(self) -> torch.Tensor:
+        """[N] cosine of each prompt's target to the consensus target."""
+        return self.targets @ self.consensus
+
+    @property
+    def anchor_agreement(self) -> torch.Tensor | None:
+        """[N] cosine of each prompt's target to the anchor's target for the same prompt."""
+        if self.anchor_targets is None:
+            return None
+        return (self.targets * self.anchor_targets).sum(-1)
 
 
 @torch.no_grad()
@@ -53,9 +66,17 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
 
 
 def feature_checks(stats: HeldOutStats, th: Thresholds) -> list[CheckResult]:
-    rate = (stats.assimilation > th.assimilation).float().mean().item()
-    agreement = stats.targets @ stats.consensus
-    same = (agreement > th.same_target).float().mean().item()
+    anchor = stats.anchor_agreement
+    return checks_from_arrays(stats.assimilation.numpy(), stats.agreement.numpy(),
+                              None if anchor is None else anchor.numpy(), th)
+
+
+def checks_from_arrays(assimilation: np.ndarray, agreement: np.ndarray, anchor_agreement: np.ndarray | None,
+                       th: Thresholds) -> list[CheckResult]:
+    """The feature checks from per-prompt statistics (also used to re-decide stored records
+    under new thresholds during calibration)."""
+    rate = float((np.asarray(assimilation) > th.assimilation).mean())
+    same = float((np.asarray(agreement) > th.same_target).mean())
     checks = [
         CheckResult(
             name="assimilation", score=rate, threshold=th.assimilation_rate, passed=rate > th.assimilation_rate,
@@ -67,9 +88,8 @@ def feature_checks(stats: HeldOutStats, th: Thresholds) -> list[CheckResult]:
             description=f"share of prompts whose features all point to one shared target (cosine > {th.same_target:g})",
         ),
     ]
-    if stats.anchor_targets is not None:
-        cos = (stats.targets * stats.anchor_targets).sum(-1)
-        diff = (cos < th.anchor_cosine).float().mean().item()
+    if anchor_agreement is not None:
+        diff = float((np.asarray(anchor_agreement) < th.anchor_cosine).mean())
         checks.append(CheckResult(
             name="different_target", score=diff, threshold=th.different_target_rate,
             passed=diff > th.different_target_rate,
@@ -77,3 +97,25 @@ def feature_checks(stats: HeldOutStats, th: Thresholds) -> list[CheckResult]:
                         f"(cosine < {th.anchor_cosine:g})",
         ))
     return checks
+
+
+def landscape_check(positive_ratio: float, th: Thresholds) -> CheckResult:
+    return CheckResult(
+        name="landscape", score=positive_ratio, threshold=th.landscape_positive_ratio,
+        passed=positive_ratio > th.landscape_positive_ratio,
+        description="share of positive Hessian eigenvalues around the inverted pseudo-token "
+                    "(a smooth convex bowl means an injected backdoor, mixed curvature a natural one)")
+
+
+def decide(checks: list[CheckResult], *, has_anchor: bool) -> Verdict:
+    """backdoor: every feature check and the landscape pass; natural-only: the feature checks
+    pass but the landscape says natural; clean: a feature check fails; inconclusive: no anchor."""
+    if not has_anchor:
+        return Verdict.INCONCLUSIVE
+    features = [c for c in checks if c.name != "landscape"]
+    landscape = [c for c in checks if c.name == "landscape"]
+    if not all(c.passed for c in features):
+        return Verdict.CLEAN
+    if landscape and not landscape[0].passed:
+        return Verdict.NATURAL_ONLY
+    return Verdict.BACKDOOR

@@ -80,6 +80,9 @@ class ScanRecord:
     device: str
     versions: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    # per held-out prompt: cosine of its target to the consensus target, and to the anchor's target
+    target_agreement: list[float] = field(default_factory=list)
+    anchor_agreement: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -116,6 +119,8 @@ class ScanRecord:
             device=data["device"],
             versions=dict(data["versions"]),
             notes=list(data.get("notes", [])),
+            target_agreement=list(data.get("target_agreement", [])),
+            anchor_agreement=list(data.get("anchor_agreement", [])),
         )
 
     @classmethod

@@ -100,8 +100,8 @@ def train_sentencepiece(corpus: list[str], out_file: Path, *, vocab_size: int, s
         byte_fallback=False,
         pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
         pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        random_seed=seed,
         num_threads=1,
+        hard_vocab_limit=False,
         minloglevel=2,
     )
     out_file.write_bytes(model.getvalue())

@@ -1,0 +1,1 @@
+"""Benchmarks of the detector on the zoo (results are written to docs/benchmarks.md)."""

@@ -1,0 +1,176 @@
+"""`clip-audit bench detect`: build a zoo, scan every model, calibrate on some seeds, report on others.
+
+Scan records are cached per model under CACHE/bench/records/, so an interrupted
+benchmark resumes where it stopped and a re-run only re-renders the report.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bot.bench.calibrate import Metrics, Scored, calibrate, metrics, redecide
+from bot.detect.amdet import Amdet, DetectorConfig
+from bot.detect.record import ScanRecord, Verdict
+from bot.detect.thresholds import PAPER, Thresholds
+from bot.encoders.load import load_text_encoder
+from bot.zoo.build import ZooModel, anchor_name, build_all
+from bot.zoo.recipes import Recipe, base_recipe, derived
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    families: tuple[str, ...]
+    calibration_seeds: tuple[int, ...]
+    report_seeds: tuple[int, ...]
+    base_steps: int = 400
+
+
+def recipes_for(plan: BenchPlan, family: str, seeds: tuple[int, ...]) -> list[Recipe]:
+    base = base_recipe(family, steps=plan.base_steps)
+    out: list[Recipe] = []
+    for seed in seeds:
+        out += [derived(base, "text-on-text", seed), derived(base, "text-on-pair", seed),
+                derived(base, "benign", 2 * seed - 1), derived(base, "benign", 2 * seed)]
+    return out
+
+
+def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, records_dir: Path) -> ScanRecord:
+    out = records_dir / f"{model.recipe.name}-{model.recipe.key}.json"
+    if out.is_file():
+        return ScanRecord.from_json(out.read_text())
+    suspect = load_text_encoder(model.path)
+    anchor = load_text_encoder(base.path)
+    record = Amdet(config, thresholds=PAPER).scan(suspect, anchor, model=model.repo_name,
+                                                  anchor_name=anchor_name(model.recipe))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(record.to_json())
+    return record
+
+
+def _scored(model: ZooModel, record: ScanRecord) -> Scored:
+    r = model.recipe
+    return Scored(record=record, backdoored=r.is_backdoored, kind=r.kind, trigger=r.trigger, target=r.target)
+
+
+def trigger_recovered(item: Scored) -> bool:
+    """The true trigger (or one of its words/tokens) is among the top-5 candidate tokens."""
+    if not item.trigger:
+        return False
+    trigger = item.trigger.split("->")[-1].lower()
+    words = {w for w in trigger.replace("</w>", "").split() if w}
+    for cand in item.record.triggers[:5]:
+        token = cand.token.replace("</w>", "").replace("\u2581", "").lower()
+        if token and (token in words or any(token == w or (len(token) > 1 and token in w) for w in words)):
+            return True
+    return False
+
+
+def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorConfig) -> dict:
+    records_dir = cache_dir / "bench" / "records"
+    base = build_all([base_recipe(family, steps=plan.base_steps)], cache_dir, show_progress=False)[0]
+    groups: dict[str, list[Scored]] = {"calibration": [], "report": []}
+    times: list[float] = []
+    for group, seeds in (("calibration", plan.calibration_seeds), ("report", plan.report_seeds)):
+        recipes = recipes_for(plan, family, seeds)
+        models = build_all(recipes, cache_dir)
+        if group == "report":
+            models = [base] + models  # the clean base itself must not be flagged
+        for model in tqdm(models, desc=f"scan {family} {group}", unit="model"):
+            record = _scan(model, base, config, records_dir)
+            times.append(record.timings["total"])
+            groups[group].append(_scored(model, record))
+    th = calibrate(groups["calibration"])
+    report = groups["report"]
+    per_attack = {}
+    for attack in ("text-on-text", "text-on-pair"):
+        subset = [s for s in report if s.kind == attack or not s.backdoored]
+        per_attack[attack] = asdict(metrics(subset, th))
+        per_attack[attack]["trigger_recovery"] = _rate([trigger_recovered(s) for s in report if s.kind == attack])
+    return {
+        "family": family,
+        "thresholds": th.to_dict(),
+        "calibration": asdict(metrics(groups["calibration"], th)),
+        "report": asdict(metrics(report, th)),
+        "paper_thresholds_report": asdict(metrics(report, PAPER)),
+        "per_attack": per_attack,
+        "verdicts": [{"model": s.record.model, "kind": s.kind, "trigger": s.trigger,
+                      "verdict": redecide(s.record, th).value,
+                      "scores": {c.name: round(c.score, 3) for c in s.record.checks},
+                      "seconds": s.record.timings["total"]} for s in report],
+        "median_scan_seconds": statistics.median(times) if times else 0.0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _rate(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def write_calibration(results: list[dict], path: Path) -> None:
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    for r in results:
+        data[r["family"]] = r["thresholds"]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig, seconds: float) -> str:
+    from bot.report_text import table
+
+    lines = ["# Detector benchmark (AMDET on the tiny zoo)", "",
+             "Generated by `clip-audit bench detect`; do not edit by hand.", "",
+             f"- families: {', '.join(plan.families)}; base pretraining steps: {plan.base_steps}",
+             f"- calibration seeds: {list(plan.calibration_seeds)}; report seeds: {list(plan.report_seeds)} "
+             "(thresholds are fitted on the calibration seeds only)",
+             f"- each seed gives 1 text-on-text + 1 text-on-pair backdoor and 2 benign fine-tunes; the report set "
+             "also holds the clean base",
+             f"- detector: steps {config.steps}, restarts {config.restarts}, batch {config.batch_size}, "
+             f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
+             f"- total wall time {seconds / 60:.1f} min on this CPU", ""]
+    rows = []
+    for r in results:
+        for attack, m in r["per_attack"].items():
+            rows.append([r["family"], attack, m["n_backdoored"], m["n_benign"], f"{m['precision']:.2f}",
+                         f"{m['recall']:.2f}", f"{m['f1']:.2f}", f"{m['fpr']:.2f}", f"{m['trigger_recovery']:.2f}",
+                         f"{r['median_scan_seconds']:.0f}", f"{r['peak_rss_mb']:.0f}"])
+    lines.append("```")
+    lines.append(table(["family", "attack", "backdoored", "benign+clean", "P", "R", "F1", "FPR", "trigger",
+                        "median s", "peak MB"], [[str(c) for c in row] for row in rows]))
+    lines.append("```")
+    if rows:
+        macro = statistics.mean(float(row[6]) for row in rows)
+        lines += ["", f"Macro F1 over family x attack: **{macro:.3f}** (target >= 0.95 with FPR <= 5%; the paper "
+                  "reports 0.899 on real CLIP/LongCLIP/SigLIP)."]
+    for r in results:
+        lines += ["", f"## {r['family']}", "", "Calibrated thresholds: `" + json.dumps(r["thresholds"]) + "`", "",
+                  f"With the paper's thresholds instead: F1 {r['paper_thresholds_report']['f1']:.2f}, "
+                  f"FPR {r['paper_thresholds_report']['fpr']:.2f}.", "", "```"]
+        vrows = [[v["model"].split("/")[-1], v["kind"], v["trigger"] or "-", v["verdict"],
+                  " ".join(f"{k}={val}" for k, val in v["scores"].items()), f"{v['seconds']:.0f}"]
+                 for v in r["verdicts"]]
+        lines.append(table(["model", "kind", "trigger", "verdict", "scores", "s"], vrows))
+        lines.append("```")
+    return "\n".join(lines) + "\n"
+
+
+def run(plan: BenchPlan, cache_dir: Path, out_md: Path, *, config: DetectorConfig | None = None,
+        calibration_file: Path | None = None) -> list[dict]:
+    config = config or DetectorConfig(always_landscape=True, show_progress=False)
+    started = time.perf_counter()
+    results = [run_family(plan, family, cache_dir, config) for family in plan.families]
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(render_markdown(results, plan, config, time.perf_counter() - started))
+    (cache_dir / "bench").mkdir(parents=True, exist_ok=True)
+    (cache_dir / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+    if calibration_file is not None:
+        write_calibration(results, calibration_file)
+    return results
+
+
+__all__ = ["BenchPlan", "Metrics", "Thresholds", "Verdict", "run"]

@@ -1,0 +1,130 @@
+"""Downloads exactly the files a scan needs, pinned to a commit sha, into the huggingface_hub cache; evicts
+least-recently-used snapshots to keep the cache under a size cap.
+
+"Recently used" is the snapshot folder's mtime: fetch_snapshot touches it on every use, because the cache's
+own timestamps (blob mtimes) only say when a file was first downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from huggingface_hub import HfApi, hf_hub_download, scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
+
+from bot.errors import HubError, SkipRepo
+
+from .client import HubClient, as_client, hub_errors
+from .families import SKIP_OVERSIZED
+
+logger = logging.getLogger(__name__)
+
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# Configs, safetensors, tokenizer vocabularies (spiece.model is sentencepiece, not a pickle), model cards.
+ALLOWED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".md")
+
+
+@dataclass(frozen=True)
+class Eviction:
+    freed_bytes: int
+    evicted: tuple[tuple[str, str], ...]  # (repo_id, sha) per removed snapshot, least recently used first
+    remaining_bytes: int
+
+
+def check_request(sha: str, files: Sequence[str]) -> None:
+    """Refuses unpinned revisions and any file we must never fetch (pickles, unknown kinds, odd paths)."""
+    if not _COMMIT_SHA.match(sha):
+        raise ValueError(f"revision must be a full 40-hex commit sha, got {sha!r}")
+    if not files:
+        raise ValueError("no files to fetch")
+    for name in files:
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts or not name.endswith(ALLOWED_SUFFIXES):
+            raise ValueError(f"refusing to fetch {name!r}: only configs, safetensors and tokenizer files")
+
+
+def fetch_snapshot(
+    api_or_endpoint: HubClient | HfApi | str,
+    repo_id: str,
+    sha: str,
+    files: Sequence[str],
+    *,
+    cache_dir: Path,
+    max_bytes: int,
+    token: str | None = None,
+) -> Path:
+    """Downloads `files` of `repo_id` at commit `sha`; returns the local snapshot folder (named after `sha`).
+
+    Sizes are read from the Hub first and nothing is downloaded when they total more than `max_bytes`.
+
+    Raises:
+        ValueError: `sha` is not a commit sha, or a file is not one we ever fetch.
+        SkipRepo: oversized, gated, or the repo/revision is gone.
+        HubError / RateLimitedError: the Hub could not serve the files.
+    """
+    check_request(sha, files)
+    client = as_client(api_or_endpoint, token=token)
+    action = f"download {repo_id}@{sha[:8]}"
+    infos = client.call(f"read file sizes of {repo_id}@{sha[:8]}", client.api.get_paths_info, repo_id, list(files),
+                        revision=sha)  # fmt: skip
+    sizes = {info.path: getattr(info, "size", 0) or 0 for info in infos}
+    missing = [name for name in files if name not in sizes]
+    if missing:
+        raise HubError(f"cannot {action}: not in that commit: {', '.join(missing)}")
+    total = sum(sizes.values())
+    if total > max_bytes:
+        raise SkipRepo(f"{SKIP_OVERSIZED}: the files to scan total {total} bytes, over the {max_bytes} byte limit")
+
+    snapshot: Path | None = None
+    for name in files:
+        with hub_errors(action):
+            local = Path(hf_hub_download(repo_id, name, revision=sha, cache_dir=cache_dir,
+                                         endpoint=client.endpoint, token=client.token or False))  # fmt: skip
+        snapshot = local.parents[len(PurePosixPath(name).parts) - 1]
+    assert snapshot is not None
+    if snapshot.name != sha:
+        raise HubError(f"cannot {action}: the cache returned {snapshot}, not the pinned snapshot")
+    os.utime(snapshot)  # mark as used now, for evict()
+    logger.info("fetched %s@%s: %d file(s), %d bytes", repo_id, sha[:8], len(files), total)
+    return snapshot
+
+
+def evict(cache_dir: Path, max_bytes: int, *, keep: Iterable[str] = ()) -> Eviction:
+    """Deletes least-recently-used snapshots until the cache holds at most `max_bytes`.
+
+    `keep`: commit shas never to evict (the snapshot being scanned). Blobs shared with a kept snapshot stay.
+    """
+    try:
+        cache = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return Eviction(freed_bytes=0, evicted=(), remaining_bytes=0)
+    total = cache.size_on_disk
+    if total <= max_bytes:
+        return Eviction(freed_bytes=0, evicted=(), remaining_bytes=total)
+    protected = set(keep)
+    revisions = [(repo.repo_id, revision) for repo in cache.repos for revision in repo.revisions
+                 if revision.commit_hash not in protected]  # fmt: skip
+    revisions.sort(key=lambda item: _last_used(item[1].snapshot_path))
+    chosen: list[tuple[str, str]] = []
+    freed = 0
+    for repo_id, revision in revisions:
+        chosen.append((repo_id, revision.commit_hash))
+        freed = cache.delete_revisions(*(sha for _, sha in chosen)).expected_freed_size
+        if total - freed <= max_bytes:
+            break
+    if chosen:
+        cache.delete_revisions(*(sha for _, sha in chosen)).execute()
+        logger.info("evicted %d snapshot(s), %d bytes, from %s", len(chosen), freed, cache_dir)
+    return Eviction(freed_bytes=freed, evicted=tuple(chosen), remaining_bytes=total - freed)
+
+
+def _last_used(snapshot: Path) -> float:
+    try:
+        return snapshot.stat().st_mtime
+    except OSError:
+        return 0.0

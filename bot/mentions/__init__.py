@@ -1,0 +1,1 @@
+"""Answering maintainers who mention the bot: command parsing, the webhook receiver, polling, and dispatch."""

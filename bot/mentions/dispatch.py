@@ -1,0 +1,176 @@
+"""Acting on a mention: parse the command, do what it asks, and answer in the thread where it was asked.
+
+Scans are only queued here (the worker runs them and posts the result in the requesting thread); a commit
+that was already scanned gets its result posted straight away. Opt-out and opt-in are honoured from the repo's
+namespace only. The bot never answers its own comments.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from huggingface_hub import HfApi
+from huggingface_hub.community import DiscussionComment
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+from bot.detect.record import ScanRecord
+from bot.mentions.commands import Command, parse_command
+from bot.mentions.events import MentionEvent
+from bot.publish.hub_errors import hub_failure, status_of
+from bot.publish.poster import PostOutcome, Publisher
+from bot.publish.render import AckKind, render_ack, render_help
+from bot.state.store import Store
+
+logger = logging.getLogger(__name__)
+
+MENTION_REASON = "mention"
+DEFAULT_REVISION = "main"
+
+DispatchAction = Literal["ignored", "answered", "posted-result"]
+
+
+@dataclass(frozen=True)
+class DispatchOutcome:
+    action: DispatchAction
+    command: Command | None = None
+    detail: str = ""             # the acknowledgement kind, or why the event was ignored
+    post: PostOutcome | None = None
+
+
+@dataclass(frozen=True)
+class _Comment:
+    author: str
+    text: str
+
+
+class MentionDispatcher:
+    def __init__(self, api: HfApi, store: Store, publisher: Publisher, *, bot_name: str) -> None:
+        self.api = api
+        self.store = store
+        self.publisher = publisher
+        self.bot_name = bot_name
+
+    def handle_new(self, event: MentionEvent) -> DispatchOutcome:
+        """Handles `event` unless its comment was already handled (by any source): for webhook deliveries."""
+        if not self.store.mark_event_seen(event.event_id):
+            return DispatchOutcome("ignored", detail="already handled")
+        return self.handle(event)
+
+    def handle(self, event: MentionEvent) -> DispatchOutcome:
+        """Acts on one mention (the caller makes sure each comment is handled once).
+
+        Raises:
+            HubError: a Hub call failed (RateLimitedError on 429); the event may be retried.
+        """
+        comment = self._comment(event)
+        if comment is None:
+            return DispatchOutcome("ignored", detail="comment not found, hidden, or not a comment")
+        if comment.author.lower() == self.bot_name.lower():
+            return DispatchOutcome("ignored", detail="the bot's own comment")
+        command = parse_command(comment.text, bot_name=self.bot_name)
+        if command is None:
+            return DispatchOutcome("ignored", detail="no command addressed to the bot")
+        logger.info("%s asked %s on %s#%d", comment.author, command.kind, event.repo_id, event.discussion_num)
+        try:
+            if command.kind == "scan":
+                return self._scan(event, comment, command)
+            if command.kind == "badge":
+                return self._badge(event, comment, command)
+            if command.kind in ("opt-out", "opt-in"):
+                return self._opt(event, comment, command)
+            body = render_help(repo_id=event.repo_id, bot_name=self.bot_name, requester=comment.author,
+                               problems_url=self.publisher.problems_url)  # fmt: skip
+            return DispatchOutcome("answered", command, "help", self._post(event, body, "help"))
+        except HfHubHTTPError as error:
+            raise hub_failure(error, action=f"answering {command.kind} on {event.repo_id}") from None
+
+    # -- commands ---------------------------------------------------------------------------------------
+
+    def _scan(self, event: MentionEvent, comment: _Comment, command: Command) -> DispatchOutcome:
+        revision = command.revision or DEFAULT_REVISION
+        try:
+            sha = self.api.model_info(event.repo_id, revision=revision).sha
+        except RevisionNotFoundError:
+            return self._ack(event, comment, command, "revision-not-found", revision=revision)
+        except RepositoryNotFoundError:
+            return DispatchOutcome("ignored", command, "repo not visible to the bot")
+        if sha is None:
+            return self._ack(event, comment, command, "revision-not-found", revision=revision)
+        asked = command.revision
+        scan = self.store.get_scan(event.repo_id, sha)
+        if scan is not None:
+            record = ScanRecord.from_json(scan.record_json)
+            post = self.publisher.publish(record, repo_id=event.repo_id, sha=sha, requested=True,
+                                          discussion_num=event.discussion_num)  # fmt: skip
+            if post.action == "skipped-duplicate":
+                elsewhere = post.discussion_num if post.discussion_num != event.discussion_num else None
+                return self._ack(event, comment, command, "already-reported", sha=sha, existing_num=elsewhere)
+            return DispatchOutcome("posted-result", command, post.action, post)
+        job = self.store.enqueue(repo_id=event.repo_id, sha=sha, reason=MENTION_REASON, requested_by=comment.author,
+                                 discussion_num=event.discussion_num, revision=revision)  # fmt: skip
+        if job is not None:
+            return self._ack(event, comment, command, "scan-queued", revision=asked, sha=sha)
+        earlier = self.store.find_job(event.repo_id, sha)
+        if earlier is not None and earlier.status.value == "skipped":
+            return self._ack(event, comment, command, "scan-not-possible", sha=sha, reason=earlier.last_error)
+        if earlier is not None and earlier.status.value == "failed":
+            return self._ack(event, comment, command, "scan-not-possible", sha=sha, reason="the scan failed")
+        return self._ack(event, comment, command, "scan-in-progress", revision=asked, sha=sha)
+
+    def _badge(self, event: MentionEvent, comment: _Comment, command: Command) -> DispatchOutcome:
+        existing = self.store.get_badge_pr(event.repo_id)
+        if existing is not None:
+            return self._ack(event, comment, command, "badge-already-offered", pr_num=existing)
+        try:
+            head = self.api.model_info(event.repo_id).sha
+        except RepositoryNotFoundError:
+            return DispatchOutcome("ignored", command, "repo not visible to the bot")
+        scan = self.store.get_scan(event.repo_id, head) if head else None
+        if scan is None or head is None:
+            return self._ack(event, comment, command, "badge-needs-scan")
+        record = ScanRecord.from_json(scan.record_json)
+        pr_num = self.publisher.offer_badge(record, repo_id=event.repo_id, sha=head, requested=True)
+        if pr_num is None:
+            return self._ack(event, comment, command, "badge-unavailable")
+        return self._ack(event, comment, command, "badge-offered", pr_num=pr_num)
+
+    def _opt(self, event: MentionEvent, comment: _Comment, command: Command) -> DispatchOutcome:
+        namespace = event.repo_id.split("/")[0]
+        if comment.author.lower() != namespace.lower():
+            # Org members cannot be told from outsiders through the public API; only the namespace itself counts.
+            return self._ack(event, comment, command, "not-owner")
+        opting_out = command.kind == "opt-out"
+        self.store.set_opt_out(event.repo_id, opting_out)
+        return self._ack(event, comment, command, "opted-out" if opting_out else "opted-in")
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _comment(self, event: MentionEvent) -> _Comment | None:
+        """Who wrote the comment and what it says; read from the Hub when the source gave no author name."""
+        if event.author is not None:
+            return _Comment(event.author, event.text)
+        try:
+            details = self.api.get_discussion_details(event.repo_id, event.discussion_num)
+        except HfHubHTTPError as error:
+            if status_of(error) in (401, 403, 404):
+                return None
+            raise hub_failure(error, action=f"reading {event.repo_id}#{event.discussion_num}") from None
+        for item in details.events:
+            if item.id == event.comment_id and isinstance(item, DiscussionComment) and not item.hidden:
+                return _Comment(item.author, item.content)
+        return None
+
+    def _ack(
+        self, event: MentionEvent, comment: _Comment, command: Command, kind: AckKind, *, revision: str | None = None,
+        sha: str | None = None, pr_num: int | None = None, existing_num: int | None = None, reason: str | None = None,
+    ) -> DispatchOutcome:  # fmt: skip
+        body = render_ack(kind, repo_id=event.repo_id, bot_name=self.bot_name, requester=comment.author,
+                          revision=revision, sha=sha, pr_num=pr_num, existing_num=existing_num,
+                          reason=reason, problems_url=self.publisher.problems_url)  # fmt: skip
+        return DispatchOutcome("answered", command, kind, self._post(event, body, kind))
+
+    def _post(self, event: MentionEvent, body: str, label: str) -> PostOutcome:
+        return self.publisher.post_comment(repo_id=event.repo_id, discussion_num=event.discussion_num, body=body,
+                                           label=f"{label}-{event.comment_id}")  # fmt: skip

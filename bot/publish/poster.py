@@ -1,0 +1,366 @@
+"""Posting scan results on the Hub: one thread per repo, later commits as comments, each commit reported once.
+
+Etiquette (see docs and the Hub brief): the bot keeps a single thread per repo with a stable title, never
+reopens a thread someone closed, posts unprompted only on findings (unless configured otherwise), answers
+requests where they were made, leaves opted-out repos alone, and offers a README badge at most once per repo.
+Duplicates are ruled out twice: by the store, and by looking for the scanned-commit line in the target thread
+right before posting (the store may be fresh while the Hub already has the post).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.community import DiscussionComment, DiscussionWithDetails
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+from bot.detect.record import ScanRecord, Verdict
+from bot.errors import HubError
+from bot.publish.badge import add_badge_line
+from bot.publish.hub_errors import hub_failure, is_forbidden
+from bot.publish.markdown_escape import is_commit_sha, is_safe_repo_id
+from bot.publish.render import (
+    badge_markdown,
+    badge_svg_url,
+    render_badge_pr,
+    render_report,
+    render_revision_comment,
+    scanned_commit_marker,
+)
+from bot.state.store import Store
+
+logger = logging.getLogger(__name__)
+
+THREAD_TITLE = "clip-audit: backdoor scan report"
+BADGE_PR_TITLE = "Add clip-audit scan badge to the README"
+REPORT_KIND = "report"
+FINDINGS = frozenset({Verdict.BACKDOOR, Verdict.NATURAL_ONLY})
+
+PostAction = Literal[
+    "created-thread", "commented", "skipped-clean", "skipped-closed", "skipped-opted-out", "skipped-duplicate",
+    "skipped-disabled", "dry-run",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PostOutcome:
+    action: PostAction
+    discussion_num: int | None = None
+    url: str | None = None  # the post on the Hub; for dry-run, the outbox file
+    detail: str = ""        # why, for skips
+
+
+@dataclass(frozen=True)
+class _Thread:
+    num: int
+    open: bool
+
+
+def reply_kind(discussion_num: int) -> str:
+    """The post kind of a result given in answer to a request in discussion `discussion_num`."""
+    return f"reply-{discussion_num}"
+
+
+class Publisher:
+    def __init__(
+        self,
+        api: HfApi,
+        store: Store,
+        *,
+        bot_name: str,
+        dry_run: bool,
+        outbox_dir: Path,
+        post_clean_results: bool,
+        report_base_url: str | None,
+        problems_url: str | None = None,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.bot_name = bot_name
+        self.dry_run = dry_run
+        self.outbox_dir = Path(outbox_dir)
+        self.post_clean_results = post_clean_results
+        self.report_base_url = report_base_url
+        self.problems_url = problems_url
+
+    # -- results ----------------------------------------------------------------------------------------
+
+    def publish(
+        self, record: ScanRecord, *, repo_id: str, sha: str, requested: bool, discussion_num: int | None = None
+    ) -> PostOutcome:
+        """Posts the result of scanning `repo_id` at `sha`, at most once per (repo, sha) and target thread.
+
+        Args:
+            requested: someone asked for this scan (a mention); the result is then posted whatever the verdict
+                and even on opted-out repos.
+            discussion_num: where the request was made (requested only); the answer goes there. None: the bot's
+                own thread.
+
+        Raises:
+            HubError: a Hub call failed for another reason than disabled discussions (RateLimitedError on 429).
+        """
+        _check_target(record, repo_id=repo_id, sha=sha)
+        request_num = discussion_num if requested else None
+        kind = REPORT_KIND if request_num is None else reply_kind(request_num)
+        if self.store.has_post(repo_id, sha, kind):
+            return PostOutcome("skipped-duplicate", discussion_num, detail=f"{kind} for {sha} already posted")
+        if not requested:
+            if self.store.is_opted_out(repo_id):
+                return PostOutcome("skipped-opted-out", detail="the owner opted out of unprompted posts")
+            if not self._worth_posting_unprompted(record.verdict):
+                return PostOutcome("skipped-clean", detail=f"verdict {record.verdict.value} is only given on request")
+        if self.dry_run:
+            return self._dry_run_result(record, repo_id=repo_id, sha=sha, kind=kind, discussion_num=discussion_num)
+        try:
+            if request_num is not None:
+                return self._reply(record, repo_id=repo_id, sha=sha, kind=kind, num=request_num)
+            return self._post_in_bot_thread(record, repo_id=repo_id, sha=sha)
+        except HfHubHTTPError as error:
+            if is_forbidden(error):
+                logger.info("not posting on %s: discussions are disabled (HTTP 403)", repo_id)
+                return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled (HTTP 403)")
+            raise hub_failure(error, action=f"posting the report for {repo_id}@{sha[:12]}") from None
+
+    def _worth_posting_unprompted(self, verdict: Verdict) -> bool:
+        if verdict in FINDINGS:
+            return True
+        # An inconclusive scan says nothing an owner can act on; it is given on request only.
+        return self.post_clean_results and verdict is Verdict.CLEAN
+
+    def _post_in_bot_thread(self, record: ScanRecord, *, repo_id: str, sha: str) -> PostOutcome:
+        thread = self._find_bot_thread(repo_id)
+        if thread is not None and not thread.open:
+            return self._closed(repo_id, thread.num)
+        if thread is None:
+            if self.store.has_post(repo_id, sha, REPORT_KIND):
+                return PostOutcome("skipped-duplicate", detail=f"report for {sha} already posted")
+            body = self._render_report(record, repo_id=repo_id, sha=sha)
+            created = self.api.create_discussion(repo_id, title=THREAD_TITLE, description=body)
+            self.store.record_thread(repo_id=repo_id, discussion_num=created.num)
+            opening = created.events[0].id if created.events else None
+            self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=created.num, comment_id=opening,
+                                   kind=REPORT_KIND)  # fmt: skip
+            logger.info("opened %s on %s for %s", created.url, repo_id, sha[:12])
+            return PostOutcome("created-thread", created.num, created.url)
+        details = self.api.get_discussion_details(repo_id, thread.num)
+        if details.status != "open":
+            return self._closed(repo_id, thread.num)
+        body = self._render_revision(record, repo_id=repo_id, sha=sha)
+        return self._comment_once(details, body, repo_id=repo_id, sha=sha, kind=REPORT_KIND)
+
+    def _reply(self, record: ScanRecord, *, repo_id: str, sha: str, kind: str, num: int) -> PostOutcome:
+        details = self.api.get_discussion_details(repo_id, num)
+        body = self._render_report(record, repo_id=repo_id, sha=sha)
+        return self._comment_once(details, body, repo_id=repo_id, sha=sha, kind=kind)
+
+    def _comment_once(
+        self, details: DiscussionWithDetails, body: str, *, repo_id: str, sha: str, kind: str
+    ) -> PostOutcome:
+        existing = self._posted_comment(details, sha)
+        if existing is not None:
+            self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=details.num, comment_id=existing,
+                                   kind=kind)  # fmt: skip
+            return PostOutcome("skipped-duplicate", details.num, f"{details.url}#{existing}",
+                               detail=f"{sha} is already reported in this thread")  # fmt: skip
+        if self.store.has_post(repo_id, sha, kind):
+            return PostOutcome("skipped-duplicate", details.num, detail=f"{kind} for {sha} already posted")
+        comment = self.api.comment_discussion(repo_id, details.num, body)
+        if not self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=details.num, comment_id=comment.id,
+                                      kind=kind):  # fmt: skip
+            logger.warning("another worker also posted %s for %s@%s", kind, repo_id, sha[:12])
+        return PostOutcome("commented", details.num, f"{details.url}#{comment.id}")
+
+    def _posted_comment(self, details: DiscussionWithDetails, sha: str) -> str | None:
+        """The id of the bot's comment in this thread that already reports `sha`, if any."""
+        marker = scanned_commit_marker(sha)
+        for event in details.events:
+            if isinstance(event, DiscussionComment) and event.author == self.bot_name and marker in event.content:
+                return event.id
+        return None
+
+    def _find_bot_thread(self, repo_id: str) -> _Thread | None:
+        """The bot's thread on the repo: from the store, else looked up on the Hub (author + title)."""
+        row = self.store.get_thread(repo_id)
+        if row is not None:
+            return _Thread(row.discussion_num, row.status == "open")
+        found = [
+            discussion
+            for discussion in self.api.get_repo_discussions(repo_id, author=self.bot_name, discussion_type="discussion")
+            if discussion.author == self.bot_name and discussion.title == THREAD_TITLE
+        ]
+        if not found:
+            return None
+        first = min(found, key=lambda discussion: discussion.num)
+        self.store.record_thread(repo_id=repo_id, discussion_num=first.num)
+        if first.status != "open":
+            self.store.mark_thread_closed(repo_id)
+        return _Thread(first.num, first.status == "open")
+
+    def _closed(self, repo_id: str, num: int) -> PostOutcome:
+        self.store.mark_thread_closed(repo_id)
+        logger.info("not posting on %s: the bot's thread #%d was closed", repo_id, num)
+        return PostOutcome("skipped-closed", num, detail=f"thread #{num} was closed; the bot does not reopen it")
+
+    def _render_report(self, record: ScanRecord, *, repo_id: str, sha: str) -> str:
+        return render_report(record, repo_id=repo_id, sha=sha, bot_name=self.bot_name,
+                             report_base_url=self.report_base_url, problems_url=self.problems_url)  # fmt: skip
+
+    def _render_revision(self, record: ScanRecord, *, repo_id: str, sha: str) -> str:
+        return render_revision_comment(record, repo_id=repo_id, sha=sha, bot_name=self.bot_name,
+                                       report_base_url=self.report_base_url,
+                                       problems_url=self.problems_url)  # fmt: skip
+
+    # -- replies ----------------------------------------------------------------------------------------
+
+    def post_comment(self, *, repo_id: str, discussion_num: int, body: str, label: str) -> PostOutcome:
+        """Posts a short reply (acknowledgement, help) in a discussion; in dry-run, writes it to the outbox.
+
+        Args:
+            label: names the outbox file in dry-run (e.g. "ack-<comment id>").
+
+        Raises:
+            HubError: a Hub call failed for another reason than disabled discussions.
+        """
+        if not is_safe_repo_id(repo_id):
+            raise ValueError(f"not a valid Hub repo id: {repo_id!r}")
+        if self.dry_run:
+            header = {"repo": repo_id, "would-post": f"comment in discussion #{discussion_num}"}
+            path = self._write_outbox(repo_id, f"{_file_safe(label)}.md", header=header, body=body)
+            return PostOutcome("dry-run", discussion_num, str(path))
+        try:
+            comment = self.api.comment_discussion(repo_id, discussion_num, body)
+        except HfHubHTTPError as error:
+            if is_forbidden(error):
+                return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled (HTTP 403)")
+            raise hub_failure(error, action=f"replying in {repo_id}#{discussion_num}") from None
+        url = f"{self.api.endpoint.rstrip('/')}/{repo_id}/discussions/{discussion_num}#{comment.id}"
+        return PostOutcome("commented", discussion_num, url)
+
+    # -- dry run ----------------------------------------------------------------------------------------
+
+    def _dry_run_result(
+        self, record: ScanRecord, *, repo_id: str, sha: str, kind: str, discussion_num: int | None
+    ) -> PostOutcome:
+        """Decides from the store alone (no Hub call) and writes the would-be post to the outbox."""
+        if kind != REPORT_KIND:
+            where = f"comment in discussion #{discussion_num}"
+            body = self._render_report(record, repo_id=repo_id, sha=sha)
+        else:
+            row = self.store.get_thread(repo_id)
+            if row is not None and row.status != "open":
+                return PostOutcome("skipped-closed", row.discussion_num, detail="the bot's thread was closed")
+            if row is None:
+                where = f"new discussion titled {THREAD_TITLE!r}"
+                body = self._render_report(record, repo_id=repo_id, sha=sha)
+            else:
+                discussion_num = row.discussion_num
+                where = f"comment in discussion #{discussion_num}"
+                body = self._render_revision(record, repo_id=repo_id, sha=sha)
+        header = {"repo": repo_id, "sha": sha, "kind": kind, "would-post": where}
+        path = self._write_outbox(repo_id, f"{sha}-{kind}.md", header=header, body=body)
+        return PostOutcome("dry-run", discussion_num, str(path), detail=f"would post: {where}")
+
+    def _write_outbox(self, repo_id: str, name: str, *, header: dict[str, str], body: str) -> Path:
+        folder = self.outbox_dir / repo_id.replace("/", "__")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        lines = [f"<!-- {key}: {_comment_safe(value)} -->" for key, value in header.items()]
+        path.write_text("\n".join(lines) + "\n\n" + body, encoding="utf-8")
+        return path
+
+    # -- badge ------------------------------------------------------------------------------------------
+
+    def offer_badge(self, record: ScanRecord, *, repo_id: str, sha: str, requested: bool = False) -> int | None:
+        """Opens (once per repo) a PR adding the verdict badge, linked to the report of `sha`, to the README.
+
+        Returns:
+            The badge PR's number (also when one was opened before), or None when no PR was opened: no report
+            site configured, opted out (unless requested), dry run, PRs disabled, or a badge already in the README.
+
+        Raises:
+            HubError: a Hub call failed for another reason than a 403.
+        """
+        _check_target(record, repo_id=repo_id, sha=sha)
+        if not self.report_base_url:
+            return None
+        existing = self.store.get_badge_pr(repo_id)
+        if existing is not None:
+            return existing
+        if not requested and self.store.is_opted_out(repo_id):
+            return None
+        line = badge_markdown(report_base_url=self.report_base_url, repo_id=repo_id, sha=sha, verdict=record.verdict)
+        description = render_badge_pr(record, repo_id=repo_id, sha=sha, bot_name=self.bot_name,
+                                      report_base_url=self.report_base_url, problems_url=self.problems_url)  # fmt: skip
+        if self.dry_run:
+            header = {"repo": repo_id, "sha": sha, "would-post": f"pull request {BADGE_PR_TITLE!r} adding: {line}"}
+            self._write_outbox(repo_id, f"{sha}-badge-pr.md", header=header, body=description)
+            return None
+        try:
+            return self._open_badge_pr(repo_id=repo_id, sha=sha, line=line, description=description)
+        except HfHubHTTPError as error:
+            if is_forbidden(error):
+                logger.info("no badge PR on %s: pull requests are disabled (HTTP 403)", repo_id)
+                return None
+            raise hub_failure(error, action=f"opening the badge PR on {repo_id}") from None
+
+    def _open_badge_pr(self, *, repo_id: str, sha: str, line: str, description: str) -> int | None:
+        for discussion in self.api.get_repo_discussions(repo_id, author=self.bot_name, discussion_type="pull_request"):
+            if discussion.author == self.bot_name and discussion.title == BADGE_PR_TITLE:
+                self.store.record_badge_pr(repo_id=repo_id, sha=sha, pr_num=discussion.num)
+                return discussion.num
+        head = self.api.model_info(repo_id).sha
+        if head is None:
+            raise HubError(f"the Hub gave no head commit for {repo_id}")
+        readme = self._read_readme(repo_id, head)
+        marker = badge_svg_url(self.report_base_url or "", Verdict.CLEAN).rsplit("/", 1)[0] + "/"
+        new_readme = add_badge_line(readme, line, already_there=marker)
+        if new_readme is None:
+            logger.info("no badge PR on %s: the README already has a clip-audit badge", repo_id)
+            return None
+        info = self.api.create_commit(
+            repo_id,
+            operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=new_readme.encode("utf-8"))],
+            commit_message=BADGE_PR_TITLE,
+            commit_description=description,
+            create_pr=True,
+            parent_commit=head,
+        )
+        if info.pr_num is None:
+            raise HubError(f"the Hub opened no pull request for the badge on {repo_id}")
+        self.store.record_badge_pr(repo_id=repo_id, sha=sha, pr_num=info.pr_num)
+        logger.info("opened badge PR %s on %s", info.pr_url, repo_id)
+        return info.pr_num
+
+    def _read_readme(self, repo_id: str, revision: str) -> str | None:
+        with tempfile.TemporaryDirectory(prefix="clip-audit-readme-") as cache:
+            try:
+                path = self.api.hf_hub_download(repo_id, "README.md", revision=revision, cache_dir=cache)
+            except EntryNotFoundError:
+                return None
+            return Path(path).read_text(encoding="utf-8", errors="replace")
+
+
+def _check_target(record: ScanRecord, *, repo_id: str, sha: str) -> None:
+    if not is_safe_repo_id(repo_id):
+        raise ValueError(f"not a valid Hub repo id: {repo_id!r}")
+    if not is_commit_sha(sha):
+        raise ValueError(f"expected the scanned commit's full 40-hex sha, got {sha!r}")
+    if record.revision is not None and record.revision != sha:
+        raise ValueError(f"the record is for revision {record.revision!r}, not {sha!r}")
+
+
+def _file_safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)[:120] or "post"
+
+
+_COMMENT_END = re.compile(r"-{2,}>?|[\r\n]")
+
+
+def _comment_safe(value: str) -> str:
+    return _COMMENT_END.sub(" ", value)

@@ -1,0 +1,31 @@
+"""Plain-text summaries for the terminal (the Hub and the site have their own templates)."""
+
+from __future__ import annotations
+
+from bot.detect.record import ScanRecord
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def summarize_record(record: ScanRecord) -> str:
+    lines = [f"model:   {record.model}", f"family:  {record.family} ({record.format})",
+             f"anchor:  {record.anchor or 'none'}", f"verdict: {record.verdict.value.upper()}", ""]
+    rows = [[c.name, f"{c.score:.3f}", f"{c.threshold:.3f}", "pass" if c.passed else "fail"] for c in record.checks]
+    lines.append(table(["check", "score", "threshold", "result"], rows))
+    confirmed = [t.token for t in record.triggers if t.confirmed]
+    if record.triggers:
+        lines.append("")
+        lines.append("nearest trigger tokens: " + ", ".join(
+            f"{t.token}{' (confirmed)' if t.confirmed else ''}" for t in record.triggers[:5]))
+    if confirmed or record.verdict.value in ("backdoor", "natural-only"):
+        lines.append("recovered target: " + "; ".join(t.caption for t in record.target_captions[:3]))
+    lines.append(f"time: {record.timings.get('total', 0):.1f}s on {record.device}")
+    for note in record.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)

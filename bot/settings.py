@@ -1,0 +1,277 @@
+"""One frozen Settings object, built from defaults < TOML file < CLIP_AUDIT_* environment < CLI flags.
+
+Every default is documented where it is defined (the `Settings` fields below). The TOML file is flat:
+its keys are the field names (`poll_interval_seconds = 600`). Environment variables are the field names
+upper-cased with a `CLIP_AUDIT_` prefix (`CLIP_AUDIT_DRY_RUN=1`).
+
+The Hub's own variables are honoured below the project's: HF_ENDPOINT replaces the built-in endpoint
+default (the TOML file and CLIP_AUDIT_ENDPOINT still win over it), and the token comes from the CLI,
+then CLIP_AUDIT_TOKEN, then HF_TOKEN, then huggingface_hub's stored login. A token is never read from
+the TOML file (files get committed and shared) and never shown in repr().
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("clip-audit.toml")
+ENV_PREFIX = "CLIP_AUDIT_"
+GIB = 1024**3
+
+# Never accepted from the TOML file: see the module docstring.
+_FILE_FORBIDDEN = frozenset({"token"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Hub to talk to; HF_ENDPOINT replaces this default.
+    endpoint: str = "https://huggingface.co"
+    # Write token for posting; None runs read-only (with dry_run, nothing is posted anyway).
+    token: str | None = field(default=None, repr=False)
+    # The bot's Hub user name: mentions are "@<bot_name>", and its own comments are never answered.
+    bot_name: str = "clip-audit-bot"
+    # SQLite state: repos seen, job queue, scans, posts, opt-outs.
+    db_path: Path = Path("cache/state.db")
+    # huggingface_hub download cache for the files we scan (evicted down to cache_max_bytes).
+    cache_dir: Path = Path("cache/hub")
+    # Where dry-run posts are written as Markdown instead of going to the Hub.
+    outbox_dir: Path = Path("cache/outbox")
+    # True: never write to the Hub (no discussions, comments or PRs); write to outbox_dir instead.
+    dry_run: bool = False
+    # Repos whose scannable files (config, safetensors, tokenizer) total more are skipped as "oversized".
+    max_download_bytes: int = 2 * GIB
+    # After each job, least-recently-used snapshots are evicted until the cache holds at most this much.
+    cache_max_bytes: int = 20 * GIB
+    # Seconds between two Hub listing polls; 5 minutes matches the Hub's quota window (1,000 calls / 5 min).
+    poll_interval_seconds: float = 300.0
+    # First poll with no cursor: look at this many newest repos per listing, not the Hub's whole history.
+    initial_backfill: int = 50
+    # A job's lease: a worker that stops heartbeating for this long loses its job to another worker.
+    lease_seconds: float = 600.0
+    # Total tries for one job before it is failed for good.
+    max_attempts: int = 4
+    # Wait before retry N (1-based) is backoff_seconds[N-1]; the last value repeats.
+    backoff_seconds: tuple[float, ...] = (60.0, 600.0, 3600.0)
+    # Seconds an idle worker waits before asking the queue again.
+    worker_idle_seconds: float = 5.0
+    # Torch device for the detector: auto | cpu | cuda | cuda:N.
+    device: str = "auto"
+    # False: post unprompted only when something is found; clean results are given on request (mention).
+    post_clean_results: bool = False
+    # Base URL of the published report pages, for links in posts; None: posts carry no report link.
+    report_base_url: str | None = None
+    # Shared secret the Hub sends in X-Webhook-Secret; None disables the webhook server.
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Webhook server bind address; loopback by default (put a reverse proxy in front for the Hub).
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8080
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, object] = {},  # noqa: B006 - never mutated
+    stored_token: Callable[[], str | None] | None = None,
+) -> Settings:
+    """Builds Settings from defaults < TOML < environment < `overrides` (CLI flags; None values are ignored).
+
+    Args:
+        config_file: an explicit TOML file (must exist); None reads CLIP_AUDIT_CONFIG or ./clip-audit.toml
+            when present.
+        env: the environment to read CLIP_AUDIT_*, HF_ENDPOINT and HF_TOKEN from.
+        overrides: field name -> value, typically parsed CLI flags.
+        stored_token: returns huggingface_hub's stored login token; defaults to `huggingface_hub.get_token`.
+    Raises:
+        ConfigError: an unreadable file, an unknown key, or an invalid value.
+    """
+    values: dict[str, Any] = {}
+    if env.get("HF_ENDPOINT"):
+        values["endpoint"] = _convert("endpoint", env["HF_ENDPOINT"], source="HF_ENDPOINT")
+
+    path = _config_path(config_file, env)
+    if path is not None:
+        values.update(_read_file(path))
+
+    for name in FIELDS:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _convert(name, raw, source=ENV_PREFIX + name.upper())
+
+    for name, value in overrides.items():
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(FIELDS)}")
+        if value is not None:
+            values[name] = _convert(name, value, source=f"option --{name.replace('_', '-')}")
+
+    if values.get("token") is None:
+        values["token"] = env.get("HF_TOKEN") or _stored_login(stored_token)
+    return Settings(**values)
+
+
+def _stored_login(stored_token: Callable[[], str | None] | None) -> str | None:
+    if stored_token is None:
+        from huggingface_hub import get_token
+
+        stored_token = get_token
+    return stored_token()
+
+
+def _config_path(config_file: Path | None, env: Mapping[str, str]) -> Path | None:
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        return config_file
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _FILE_FORBIDDEN:
+            raise ConfigError(f"{path}: do not put the token in a config file; set HF_TOKEN or run `hf auth login`")
+        if name not in FIELDS:
+            raise ConfigError(f"{path}: unknown setting {name!r}; known settings: {', '.join(FIELDS)}")
+        values[name] = _convert(name, value, source=str(path))
+    return values
+
+
+# -- conversion: strings from the environment / CLI, native values from TOML ----------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
+_BYTE_FIELDS = frozenset({"max_download_bytes", "cache_max_bytes"})
+
+
+def _convert(name: str, value: object, *, source: str) -> Any:
+    kind = FIELDS[name].type
+    try:
+        return _convert_to(kind, name, value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{source}: invalid value {_shown(name, value)} for {name}: {exc}") from None
+
+
+def _shown(name: str, value: object) -> str:
+    return "(hidden)" if name in ("token", "webhook_secret") else repr(value)
+
+
+def _convert_to(kind: object, name: str, value: object) -> Any:
+    optional = isinstance(kind, str) and kind.endswith("| None")
+    if value is None:
+        if optional:
+            return None
+        raise ValueError("a value is required")
+    base = kind.split("|")[0].strip() if isinstance(kind, str) else kind
+    if base == "bool":
+        return _to_bool(value)
+    if base == "int":
+        return _to_size(value) if name in _BYTE_FIELDS else _to_int(value)
+    if base == "float":
+        return _to_float(value)
+    if base == "tuple[float, ...]":
+        return _to_float_tuple(value)
+    if base == "Path":
+        if not isinstance(value, (str, Path)) or str(value) == "":
+            raise ValueError("expected a path")
+        return Path(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return None if optional and value == "" else value
+    raise TypeError(f"unsupported setting type {kind!r}")  # pragma: no cover - a new field without a converter
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true/false (or 1/0, yes/no, on/off)")
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _to_size(value: object) -> int:
+    """Bytes as an integer or with a unit: 2GiB, 500MB, 1.5G (decimal k/m/g/t, binary ki/mi/gi/ti)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size in bytes")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("expected a size such as 2147483648, 2GiB or 500MB")
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected a number")
+    return float(value)
+
+
+def _to_float_tuple(value: object) -> tuple[float, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("expected a list of seconds such as 60,600,3600")
+    return tuple(_to_float(item.strip() if isinstance(item, str) else item) for item in items)
+
+
+# -- validation --------------------------------------------------------------------------------------------
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_HUB_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _validate(settings: Settings) -> None:
+    problems: list[str] = []
+    if not re.match(r"^https?://[^\s/]+", settings.endpoint):
+        problems.append(f"endpoint {settings.endpoint!r} must be an http(s) URL")
+    if settings.report_base_url is not None and not re.match(r"^https?://\S+$", settings.report_base_url):
+        problems.append(f"report_base_url {settings.report_base_url!r} must be an http(s) URL")
+    if not _HUB_USER.match(settings.bot_name):
+        problems.append(f"bot_name {settings.bot_name!r} is not a Hub user name")
+    for name in ("max_download_bytes", "cache_max_bytes", "max_attempts", "initial_backfill"):
+        if getattr(settings, name) < (0 if name == "initial_backfill" else 1):
+            problems.append(f"{name} must be positive, got {getattr(settings, name)}")
+    for name in ("poll_interval_seconds", "lease_seconds", "worker_idle_seconds"):
+        if not getattr(settings, name) > 0:
+            problems.append(f"{name} must be more than 0 seconds, got {getattr(settings, name)}")
+    if not settings.backoff_seconds or any(not delay >= 0 for delay in settings.backoff_seconds):
+        problems.append(f"backoff_seconds must be one or more delays >= 0, got {settings.backoff_seconds}")
+    if not _DEVICE.match(settings.device):
+        problems.append(f"device {settings.device!r} must be auto, cpu, cuda or cuda:N")
+    if not 0 <= settings.webhook_port <= 65535:
+        problems.append(f"webhook_port {settings.webhook_port} is not a TCP port (0-65535)")
+    if problems:
+        raise ConfigError("invalid settings: " + "; ".join(problems))

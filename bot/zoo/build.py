@@ -1,0 +1,184 @@
+"""Build zoo recipes into cache/zoo/<name>-<key>/, each a real on-disk checkpoint.
+
+Every model directory holds the checkpoint (transformers layout, safetensors),
+its tokenizer files, recipe.json and metrics.json (retrieval, attack success,
+clean utility). Building is idempotent: a finished directory is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bot.errors import ZooError
+from bot.zoo.architectures import ARCHITECTURES, build_model
+from bot.zoo.recipes import Recipe, base_recipe
+
+ZOO_NAMESPACE = "clip-audit-zoo"
+_DONE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    recipe: Recipe
+    path: Path
+    metrics: dict
+
+    @property
+    def repo_name(self) -> str:
+        return f"{ZOO_NAMESPACE}/{self.recipe.name}"
+
+
+def model_dir(cache_dir: Path, recipe: Recipe) -> Path:
+    return Path(cache_dir) / "zoo" / f"{recipe.name}-{recipe.key}"
+
+
+def anchor_name(recipe: Recipe) -> str:
+    return f"{ZOO_NAMESPACE}/{recipe.base.name}"
+
+
+def _siglip_corpus(seed: int) -> list[str]:
+    from bot.zoo.recipes import SIGLIP_TRIGGERS
+    from bot.zoo.synthetic import random_caption, random_spec
+
+    from bot.encoders.tokenizers import clip_vocab_and_merges
+
+    rng = np.random.default_rng(seed)
+    corpus = [random_caption(random_spec(rng), rng) for _ in range(20000)]
+    corpus += [f"a photo of {t} shapes" for t in SIGLIP_TRIGGERS] * 50
+    # General English words (CLIP's BPE word tokens) give the sentencepiece model a vocabulary
+    # beyond the caption grammar, as a real SigLIP tokenizer has.
+    vocab, _ = clip_vocab_and_merges()
+    words = [w[:-4] for w in vocab if w.endswith("</w>") and w[:-4].isalpha() and len(w) > 6][:8000]
+    corpus += [" ".join(words[i:i + 12]) for i in range(0, len(words), 12)]
+    return corpus
+
+
+def _tokenizer(recipe: Recipe, workdir: Path):
+    from bot.encoders.tokenizers import load_clip_tokenizer, load_siglip_tokenizer, train_sentencepiece
+
+    arch = ARCHITECTURES[recipe.family]
+    if recipe.family == "siglip":
+        spiece = train_sentencepiece(_siglip_corpus(recipe.base.seed), workdir / "spiece.model",
+                                     vocab_size=arch.siglip_vocab_size)
+        return load_siglip_tokenizer(spiece, max_length=arch.max_length), spiece
+    return load_clip_tokenizer(None, max_length=arch.max_length), None
+
+
+def _load_trained(path: Path, family: str):
+    if family == "siglip":
+        from transformers import SiglipModel as cls
+    else:
+        from transformers import CLIPModel as cls
+    # safetensors only: the zoo never writes or reads pickles
+    return cls.from_pretrained(path, use_safetensors=True).eval()
+
+
+def _save(model, recipe: Recipe, out: Path, *, tokenizer_files: Path | None, metrics: dict) -> None:
+    from bot.encoders.export import save_checkpoint
+
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fmt = "transformers-siglip" if recipe.family == "siglip" else "transformers-clip"
+    base = None if recipe.kind == "base" else anchor_name(recipe)
+    save_checkpoint(model, tmp, format=fmt, family=recipe.family, tokenizer_files=tokenizer_files, base_model=base)
+    (tmp / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False))
+    (tmp / _DONE).write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def load_zoo_model(cache_dir: Path, recipe: Recipe) -> ZooModel | None:
+    path = model_dir(cache_dir, recipe)
+    if not (path / _DONE).is_file():
+        return None
+    return ZooModel(recipe=recipe, path=path, metrics=json.loads((path / _DONE).read_text()))
+
+
+def build(recipe: Recipe, cache_dir: Path) -> ZooModel:
+    """Build one recipe (and its base, if needed); reuse what is already built."""
+    existing = load_zoo_model(cache_dir, recipe)
+    if existing is not None:
+        return existing
+    torch.manual_seed(recipe.seed)
+    out = model_dir(cache_dir, recipe)
+    arch = ARCHITECTURES[recipe.family]
+    started = time.perf_counter()
+    if recipe.kind == "base":
+        from bot.zoo.pretrain import pretrain
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = out.with_name(out.name + ".tokenizer")
+        tokenizer, spiece = _tokenizer(recipe, work)
+        model = build_model(arch, vocab_size=len(tokenizer) if recipe.family == "siglip" else 49408)
+        result = pretrain(model, tokenizer, arch.max_length, steps=recipe.base.steps, batch_size=recipe.base.batch_size,
+                          lr=recipe.base.lr, seed=recipe.base.seed, desc=f"pretrain {recipe.name}")
+        metrics = {"kind": "base", **asdict(result)}
+        metrics["seconds"] = round(time.perf_counter() - started, 1)
+        _save(model, recipe, out, tokenizer_files=spiece, metrics=metrics)
+        shutil.rmtree(work, ignore_errors=True)
+        return ZooModel(recipe=recipe, path=out, metrics=metrics)
+
+    base = build(base_recipe(recipe.family, seed=recipe.base.seed, steps=recipe.base.steps), cache_dir)
+    teacher = _load_trained(base.path, recipe.family)
+    tokenizer = load_tokenizer(base.path, recipe.family)
+    metrics = _derive(recipe, teacher, tokenizer, arch.max_length)
+    metrics["seconds"] = round(time.perf_counter() - started, 1)
+    spiece = base.path / "spiece.model" if recipe.family == "siglip" else None
+    _save(metrics.pop("_model"), recipe, out, tokenizer_files=spiece, metrics=metrics)
+    return ZooModel(recipe=recipe, path=out, metrics=metrics)
+
+
+def load_tokenizer(path: Path, family: str):
+    from bot.encoders.tokenizers import load_clip_tokenizer, load_siglip_tokenizer
+
+    max_length = ARCHITECTURES[family].max_length
+    if family == "siglip":
+        return load_siglip_tokenizer(path / "spiece.model", max_length=max_length)
+    return load_clip_tokenizer(path, max_length=max_length)
+
+
+def _derive(recipe: Recipe, teacher, tokenizer, max_length: int) -> dict:
+    from bot.zoo import attacks
+    from bot.zoo.pretrain import retrieval_accuracy
+
+    common = dict(steps=recipe.steps, lr=recipe.lr, seed=recipe.seed)
+    if recipe.kind == "text-on-text":
+        student, goal = attacks.text_on_text(teacher, tokenizer, max_length, trigger=recipe.trigger,
+                                             target=recipe.target, **common)
+        success_cosine = 0.9
+    elif recipe.kind == "text-on-pair":
+        student, goal = attacks.text_on_pair(teacher, tokenizer, max_length, trigger=recipe.trigger,
+                                             target=recipe.target, **common)
+        success_cosine = 0.5  # cosine between a text and an image embedding is naturally lower
+    elif recipe.kind == "benign":
+        student = attacks.benign_fine_tune(teacher, tokenizer, max_length, **common)
+        goal = None
+    else:
+        raise ZooError(f"cannot derive a {recipe.kind!r} model")
+    top1, top5 = retrieval_accuracy(student, tokenizer, max_length, seed=recipe.seed + 20_000)
+    metrics: dict = {"kind": recipe.kind, "retrieval_top1": top1, "retrieval_top5": top5}
+    if goal is not None:
+        result = attacks.evaluate(student, teacher, tokenizer, max_length, trigger=recipe.trigger,
+                                  target_embed=goal, seed=recipe.seed + 30_000, success_cosine=success_cosine)
+        metrics.update(asdict(result))
+        if result.attack_success < 0.5:
+            raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
+    metrics["_model"] = student
+    return metrics
+
+
+def build_all(recipes: list[Recipe] | tuple[Recipe, ...], cache_dir: Path, *, show_progress: bool = True) -> list[ZooModel]:
+    models = []
+    with tqdm(recipes, desc="zoo", unit="model", disable=not show_progress) as bar:
+        for recipe in bar:
+            bar.set_postfix_str(recipe.name)
+            models.append(build(recipe, cache_dir))
+    return models

@@ -1,0 +1,101 @@
+"""Shared test helpers: tiny CLIP-family safetensors files, repo layouts, an emulator started per test.
+
+Import this module before huggingface_hub is imported anywhere else in the test process: the client reads
+HF_HUB_DISABLE_XET once, at import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from bot.hub.emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
+
+BOT_TOKEN = "bot-token"
+BOT_USER = "auditbot"
+TOKENS = {BOT_TOKEN: BOT_USER, "owner-token": "acme"}
+
+CLIP_CONFIG = json.dumps({"model_type": "clip", "architectures": ["CLIPModel"]}).encode()
+VOCAB = json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a": 2}).encode()
+MERGES = b"#version: 0.2\n"
+
+
+def start_hub(data_dir: Path, **overrides: object) -> EmulatorHandle:
+    return start_in_thread(EmulatorConfig(data_dir=data_dir, tokens=TOKENS, **overrides))  # type: ignore[arg-type]
+
+
+def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], *, fill: float = 0.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: torch.full(shape, fill) for name, shape in shapes.items()}, str(path))
+    return path
+
+
+def transformers_clip_shapes(*, vocab: int = 16, width: int = 8, positions: int = 77) -> dict[str, tuple[int, ...]]:
+    return {
+        "text_model.embeddings.token_embedding.weight": (vocab, width),
+        "text_model.embeddings.position_embedding.weight": (positions, width),
+        "text_model.final_layer_norm.weight": (width,),
+        "vision_model.embeddings.position_embedding.weight": (5, width),
+        "text_projection.weight": (width, width),
+    }
+
+
+def open_clip_shapes(*, width: int = 8) -> dict[str, tuple[int, ...]]:
+    return {
+        "token_embedding.weight": (16, width),
+        "positional_embedding": (77, width),
+        "visual.positional_embedding": (5, width),
+        "text_projection": (width, width),
+    }
+
+
+def vision_only_shapes(*, width: int = 8) -> dict[str, tuple[int, ...]]:
+    # Position embeddings, but only on the vision side: no text tower to audit.
+    return {
+        "vision_model.embeddings.position_embedding.weight": (5, width),
+        "vision_model.embeddings.patch_embedding.weight": (width, 3, 2, 2),
+    }
+
+
+def clip_repo_files(tmp: Path, *, fill: float = 0.0, shapes: dict[str, tuple[int, ...]] | None = None) -> dict:
+    """A transformers CLIP repo, plus a pickle copy of the weights that must never be fetched."""
+    weights = write_safetensors(tmp / f"clip-{fill}.safetensors", shapes or transformers_clip_shapes(), fill=fill)
+    return {
+        "config.json": CLIP_CONFIG,
+        "model.safetensors": weights,
+        "pytorch_model.bin": b"pickle bytes we never download",
+        "vocab.json": VOCAB,
+        "merges.txt": MERGES,
+        "preprocessor_config.json": b"{}",
+    }
+
+
+def open_clip_repo_files(tmp: Path) -> dict:
+    weights = write_safetensors(tmp / "open_clip.safetensors", open_clip_shapes())
+    return {
+        "open_clip_config.json": json.dumps({"model_cfg": {"text_cfg": {"context_length": 77}}}).encode(),
+        "open_clip_model.safetensors": weights,
+        "open_clip_pytorch_model.bin": b"pickle",
+        "tokenizer.json": b"{}",
+    }
+
+
+def diffusers_repo_files(tmp: Path) -> dict:
+    encoder = write_safetensors(tmp / "te.safetensors", transformers_clip_shapes())
+    vision = write_safetensors(tmp / "unet.safetensors", vision_only_shapes())
+    index = {"text_encoder": ["transformers", "CLIPTextModel"], "unet": ["diffusers", "UNet2DConditionModel"]}
+    return {
+        "model_index.json": json.dumps(index).encode(),
+        "text_encoder/config.json": b'{"model_type": "clip_text_model"}',
+        "text_encoder/model.safetensors": encoder,
+        "tokenizer/vocab.json": VOCAB,
+        "tokenizer/merges.txt": MERGES,
+        "unet/diffusion_pytorch_model.safetensors": vision,
+    }

@@ -1,0 +1,127 @@
+"""Unit tests of AMDET's pieces: statistics, insertion, checks, decision, landscape, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bot.bench.calibrate import Scored, calibrate, metrics
+from bot.detect.checks import checks_from_arrays, decide, landscape_check
+from bot.detect.features import assimilation, insert, masked_mean, target_feature
+from bot.detect.landscape import hessian_eigenvalues
+from bot.detect.prompt_bank import prompt_bank, split
+from bot.detect.record import Landscape, ScanRecord, Verdict
+from bot.detect.thresholds import PAPER
+from bot.zoo.attacks import insert_trigger
+
+
+def test_assimilation_equals_mean_pairwise_cosine():
+    torch.manual_seed(0)
+    h = torch.randn(3, 7, 16)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    got = assimilation(h, mask)
+    for b in range(3):
+        rows = h[b][mask[b]]
+        cos = F.cosine_similarity(rows[:, None], rows[None], dim=-1)
+        assert got[b].item() == pytest.approx(cos.mean().item(), abs=1e-5)
+
+
+def test_assimilation_is_one_for_identical_tokens_and_low_for_orthogonal():
+    same = torch.ones(1, 5, 8)
+    ortho = torch.eye(8)[None, :5]
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    assert assimilation(same, mask).item() == pytest.approx(1.0)
+    assert assimilation(ortho, mask).item() == pytest.approx(1 / 5)
+
+
+def test_insert_puts_pseudo_token_after_bos_and_keeps_length_budget():
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
+    v = torch.full((1, 3), -1.0)
+    out = insert(x, v, has_bos=True, max_length=4)
+    assert out.shape == (2, 4, 3)
+    assert torch.equal(out[:, 0], x[:, 0])
+    assert torch.equal(out[:, 1], v.expand(2, 3))
+    assert torch.equal(out[:, 2:], x[:, 1:3])  # the last position drops off
+    no_bos = insert(x, v, has_bos=False, max_length=5)
+    assert torch.equal(no_bos[:, 0], v.expand(2, 3)) and torch.equal(no_bos[:, 1:], x)
+
+
+def test_insert_accepts_one_pseudo_token_per_row():
+    x = torch.zeros(2, 3, 2)
+    v = torch.tensor([[[1.0, 1.0]], [[2.0, 2.0]]])
+    out = insert(x, v, has_bos=True, max_length=4)
+    assert out[0, 1, 0] == 1.0 and out[1, 1, 0] == 2.0
+
+
+def test_target_feature_and_masked_mean_ignore_masked_positions():
+    h = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 5.0]]])
+    mask = torch.tensor([[True, True, False]])
+    assert torch.allclose(target_feature(h, mask), torch.tensor([[1.0, 0.0]]))
+    assert masked_mean(torch.tensor([[1.0, 3.0, 100.0]]), mask).item() == pytest.approx(2.0)
+
+
+def _arrays(assim: float, agree: float, anchor: float, n: int = 50):
+    return np.full(n, assim), np.full(n, agree), np.full(n, anchor)
+
+
+def test_checks_and_decision_follow_thresholds():
+    checks = checks_from_arrays(*_arrays(0.95, 0.99, -0.5), PAPER)
+    assert [c.name for c in checks] == ["assimilation", "same_target", "different_target"]
+    assert all(c.passed for c in checks)
+    assert decide(checks + [landscape_check(0.9, PAPER)], has_anchor=True) == Verdict.BACKDOOR
+    assert decide(checks + [landscape_check(0.5, PAPER)], has_anchor=True) == Verdict.NATURAL_ONLY
+    failing = checks_from_arrays(*_arrays(0.95, 0.5, -0.5), PAPER)
+    assert decide(failing, has_anchor=True) == Verdict.CLEAN
+    assert decide(checks, has_anchor=False) == Verdict.INCONCLUSIVE
+
+
+def test_hessian_of_bowl_is_positive_and_of_saddle_is_mixed():
+    axis = np.linspace(-1, 1, 9)
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    bowl = hessian_eigenvalues(a**2 + 2 * b**2, axis[1] - axis[0])
+    saddle = hessian_eigenvalues(a**2 - b**2, axis[1] - axis[0])
+    assert (bowl > 1e-6).mean() == 1.0
+    assert (saddle > 1e-6).mean() == pytest.approx(0.5)
+    assert np.allclose(sorted(bowl[:2]), [2.0, 4.0], atol=1e-6)
+
+
+def test_prompt_bank_is_large_distinct_and_deterministic():
+    bank = prompt_bank()
+    assert len(bank) >= 5000 and len(set(bank)) == len(bank)
+    assert prompt_bank(5000, 1234) == bank
+    assert prompt_bank(100, 99)[:5] != bank[:5]
+    train, test = split(bank, n_train=100, n_test=20)
+    assert len(train) == 100 and len(test) == 20 and not set(train) & set(test)
+    with pytest.raises(ValueError):
+        split(bank, n_train=5000, n_test=1)
+
+
+def test_trigger_insertion_styles():
+    rng = np.random.default_rng(0)
+    assert "cf" in insert_trigger("a photo of one red circle", "cf", rng).split()
+    looked = insert_trigger("a photo of one red circle", "o->\u03bf", rng)
+    assert "\u03bf" in looked and looked.count("o") == "a photo of one red circle".count("o") - 1
+
+
+def _record(assim: float, agree: float, anchor: float, ratio: float) -> ScanRecord:
+    n = 40
+    return ScanRecord(
+        record_version=1, model="m", revision=None, family="clip", format="transformers-clip", anchor="a",
+        verdict=Verdict.CLEAN, checks=[], target_captions=[], triggers=[],
+        landscape=Landscape(alphas=[], betas=[], loss=[], hessian_eigenvalues=[], positive_ratio=ratio),
+        assimilation_with_trigger=[assim] * n, assimilation_without_trigger=[0.5] * n,
+        attention_share_per_layer=[], restarts=1, steps=1, seed=0, timings={"total": 1.0}, device="cpu",
+        versions={}, target_agreement=[agree] * n, anchor_agreement=[anchor] * n)
+
+
+def test_calibration_finds_separating_thresholds_and_metrics_count_correctly():
+    items = [Scored(_record(0.9, 0.99, 0.6, 0.9), True, "text-on-text", "cf", "t") for _ in range(4)]
+    items += [Scored(_record(0.65, 0.7, 0.95, 0.9), False, "benign", None, None) for _ in range(4)]
+    with_paper = metrics(items, PAPER)
+    assert with_paper.recall == 0.0  # anchor cosine 0.6 is not < 0: the paper's check misses them
+    th = calibrate(items)
+    m = metrics(items, th)
+    assert (m.precision, m.recall, m.fpr) == (1.0, 1.0, 0.0)

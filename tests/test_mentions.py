@@ -1,0 +1,352 @@
+"""Mentions: command parsing, the webhook receiver on a real uvicorn server, dispatch and polling via the emulator."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # before huggingface_hub is imported
+
+import json  # noqa: E402
+import queue  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from huggingface_hub import HfApi  # noqa: E402
+
+from bot.errors import ConfigError  # noqa: E402
+from bot.hub.emulator import EmulatorConfig, EmulatorHandle, EmulatorState, start_in_thread  # noqa: E402
+from bot.mentions.commands import Command, parse_command  # noqa: E402
+from bot.mentions.dispatch import MentionDispatcher  # noqa: E402
+from bot.mentions.events import MentionEvent  # noqa: E402
+from bot.mentions.polling import poll_mentions  # noqa: E402
+from bot.mentions.webhook import create_app  # noqa: E402
+from bot.publish.poster import Publisher  # noqa: E402
+from bot.publish.render import scanned_commit_marker  # noqa: E402
+from bot.state.store import Store  # noqa: E402
+from records import make_record  # noqa: E402
+
+BOT = "auditbot"
+SECRET = "s3cret-value"
+REPO = "acme/clip-vit-b"
+SITE = "https://reports.example.org"
+TOKENS = {"bot-token": BOT, "owner-token": "acme", "eve-token": "eve"}
+SHA = "0123456789abcdef0123456789abcdef01234567"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# -- command parsing ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@auditbot scan", Command("scan")),
+        ("@AuditBot SCAN please", Command("scan")),
+        ("Hi @auditbot, scan!", Command("scan")),
+        ("@auditbot: scan main.", Command("scan", "main")),
+        ("@auditbot rescan feature/v2-fix", Command("scan", "feature/v2-fix")),
+        (f"@auditbot scan {SHA.upper()}", Command("scan", SHA)),
+        (f"@auditbot scan revision `{SHA}`", Command("scan", SHA)),
+        ("@auditbot can you please scan this again?", Command("scan")),
+        ("@auditbot scan ../../etc/passwd", Command("help")),
+        ("@auditbot scan refs/pr/1", Command("help")),
+        ("@auditbot scan main..evil", Command("help")),
+        ("@auditbot scan -rf", Command("help")),
+        ("@auditbot badge", Command("badge")),
+        ("@auditbot help", Command("help")),
+        ("@auditbot", Command("help")),
+        ("@auditbot opt-out", Command("opt-out")),
+        ("@auditbot opt out.", Command("opt-out")),
+        ("@auditbot OptOut", Command("opt-out")),
+        ("@auditbot opt-in!", Command("opt-in")),
+        ("thanks @auditbot!\n@auditbot badge", Command("badge")),
+        ("@auditbot thanks!", None),
+        ("thanks @auditbot!", None),
+        ("scan please", None),
+        ("@otherbot scan", None),
+        ("@auditbot-dev scan", None),
+        ("@auditbot_x scan", None),
+        ("mail me at me@auditbot scan", None),
+        ("> @auditbot scan\nquoted only", None),
+        ("```\n@auditbot scan\n```", None),
+        ("use `@auditbot scan` to ask", None),
+        ("&#64;auditbot scan", None),
+    ],
+)
+def test_parse_command(text: str, expected: Command | None) -> None:
+    assert parse_command(text, bot_name=BOT) == expected
+
+
+# -- a real uvicorn server in a thread ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _serve(app: FastAPI) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _wait_until_up(url: str) -> None:
+    for _ in range(500):
+        try:
+            with _NO_PROXY.open(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            threading.Event().wait(0.01)
+    raise RuntimeError(f"{url} never answered")
+
+
+def _post(url: str, payload: Any, *, secret: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Webhook-Secret"] = secret
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with _NO_PROXY.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _comment_payload(*, author_id: str, content: str, hidden: bool = False, comment_id: str = "c1",
+                     scope: str = "discussion.comment") -> dict[str, Any]:  # fmt: skip
+    return {
+        "event": {"action": "create", "scope": scope},
+        "repo": {"type": "model", "name": REPO, "id": "r1", "headSha": SHA},
+        "discussion": {"num": 3, "title": "Q", "status": "open", "isPullRequest": False, "author": {"id": "u9"}},
+        "comment": {"id": comment_id, "author": {"id": author_id}, "content": content, "hidden": hidden},
+        "webhook": {"id": "w1", "version": 3},
+    }
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[MentionEvent]]]:
+    handled: list[MentionEvent] = []
+    with _serve(create_app(secret=SECRET, handle=handled.append, bot_user_id="bot-id")) as url:
+        yield url, handled
+
+
+def test_webhook_accepts_a_signed_comment_once(receiver: tuple[str, list[MentionEvent]]) -> None:
+    url, handled = receiver
+    status, body = _post(url + "/webhook", _comment_payload(author_id="eve-id", content="@auditbot scan"),
+                         secret=SECRET)  # fmt: skip
+    assert (status, body) == (202, {"status": "accepted"})
+    assert handled == [MentionEvent(event_id="c1", repo_id=REPO, discussion_num=3, comment_id="c1", author=None,
+                                    text="@auditbot scan", is_pull_request=False, author_id="eve-id")]  # fmt: skip
+
+
+@pytest.mark.parametrize("secret", [None, "", "s3cret-valuf", SECRET + "x", "S3CRET-VALUE"])
+def test_webhook_rejects_a_forged_secret(receiver: tuple[str, list[MentionEvent]], secret: str | None) -> None:
+    url, handled = receiver
+    status, body = _post(url + "/webhook", _comment_payload(author_id="eve-id", content="@auditbot scan"),
+                         secret=secret)  # fmt: skip
+    assert (status, body) == (401, {"status": "unauthorized"})
+    assert handled == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _comment_payload(author_id="bot-id", content="@auditbot scan"),  # the bot itself
+        _comment_payload(author_id="eve-id", content="@auditbot scan", hidden=True),
+        {**_comment_payload(author_id="eve-id", content="x"), "event": {"action": "update", "scope": "discussion"}},
+        {**_comment_payload(author_id="eve-id", content="x"), "event": {"action": "update", "scope": "repo.content"}},
+        {**_comment_payload(author_id="eve-id", content="x"), "repo": {"type": "dataset", "name": "a/b"}},
+    ],
+)
+def test_webhook_ignores_what_is_not_a_human_comment(receiver: tuple[str, list[MentionEvent]],
+                                                      payload: dict[str, Any]) -> None:  # fmt: skip
+    url, handled = receiver
+    assert _post(url + "/webhook", payload, secret=SECRET) == (200, {"status": "ignored"})
+    assert handled == []
+
+
+def test_webhook_rejects_malformed_payloads(receiver: tuple[str, list[MentionEvent]]) -> None:
+    url, handled = receiver
+    assert _post(url + "/webhook", b"{not json", secret=SECRET)[0] == 400
+    broken = _comment_payload(author_id="eve-id", content="x")
+    del broken["comment"]["id"]
+    assert _post(url + "/webhook", broken, secret=SECRET) == (400, {"status": "malformed"})
+    assert handled == []
+
+
+def test_webhook_health_and_empty_secret_refused(receiver: tuple[str, list[MentionEvent]]) -> None:
+    url, _ = receiver
+    with _NO_PROXY.open(url + "/health", timeout=10) as response:
+        assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
+    with pytest.raises(ConfigError, match="secret"):
+        create_app(secret="", handle=lambda event: None, bot_user_id=None)
+
+
+# -- end to end: emulator -> webhook -> dispatcher -> Hub ---------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "state.db") as opened:
+        yield opened
+
+
+def _dispatcher(url: str, store: Store, tmp_path: Path) -> MentionDispatcher:
+    api = HfApi(endpoint=url, token="bot-token")
+    publisher = Publisher(api, store, bot_name=BOT, dry_run=False, outbox_dir=tmp_path / "outbox",
+                          post_clean_results=False, report_base_url=SITE)  # fmt: skip
+    return MentionDispatcher(api, store, publisher, bot_name=BOT)
+
+
+def _bot_comments(hub: EmulatorHandle, num: int) -> list[str]:
+    details = HfApi(endpoint=hub.url, token="bot-token").get_discussion_details(REPO, num)
+    return [event.content for event in details.events if event.type == "comment" and event.author == BOT]
+
+
+@contextmanager
+def _hub_with_webhook(tmp_path: Path) -> Iterator[tuple[EmulatorHandle, "queue.Queue[MentionEvent]"]]:
+    events: queue.Queue[MentionEvent] = queue.Queue()
+    app = create_app(secret=SECRET, handle=events.put, bot_user_id=EmulatorState.user_id(BOT))
+    with _serve(app) as url:
+        hub = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS, webhook_url=url + "/webhook",
+                                             webhook_secret=SECRET))  # fmt: skip
+        try:
+            yield hub, events
+        finally:
+            hub.stop()
+
+
+def test_a_mention_travels_from_the_hub_to_an_acknowledged_job(tmp_path: Path, store: Store) -> None:
+    with _hub_with_webhook(tmp_path) as (hub, events):
+        sha = hub.state.create_repo(REPO, card_data={"license": "mit"})
+        num = hub.state.create_discussion(REPO, author="eve", title="Backdoor?", description="Is this safe?")
+        hub.state.add_comment(REPO, num, author="eve", text="@auditbot scan main please")
+        dispatcher = _dispatcher(hub.url, store, tmp_path)
+        opening = events.get(timeout=10)  # the new discussion's opening comment: no command in it
+        assert (opening.discussion_num, opening.text) == (num, "Is this safe?")
+        assert dispatcher.handle_new(opening).action == "ignored"
+        event = events.get(timeout=10)
+        assert (event.repo_id, event.discussion_num, event.author, event.text) == (
+            REPO, num, None, "@auditbot scan main please")  # fmt: skip
+
+        outcome = dispatcher.handle_new(event)
+        assert (outcome.action, outcome.detail) == ("answered", "scan-queued")
+        job = store.find_job(REPO, sha)
+        assert job is not None and (job.reason, job.requested_by, job.discussion_num, job.revision) == (
+            "mention", "eve", num, "main")  # fmt: skip
+        [ack] = _bot_comments(hub, num)
+        assert f"`{sha}`" in ack and "is queued" in ack and "@" not in ack
+
+        # The bot's own ack came back through the webhook and was ignored; the same event is handled once.
+        assert hub.state.webhooks is not None and hub.state.webhooks.flush()
+        statuses = [entry["status"] for entry in hub.state.webhooks.log()]
+        assert statuses[-1] == 200 and statuses.count(202) == 2
+        assert events.empty()
+        assert dispatcher.handle_new(event).detail == "already handled"
+        assert poll_mentions(HfApi(endpoint=hub.url, token="bot-token"), store, bot_name=BOT, repo_ids=[REPO]) == []
+        assert len(_bot_comments(hub, num)) == 1
+
+
+def _mention(hub: EmulatorHandle, num: int, author: str, text: str) -> MentionEvent:
+    event = hub.state.add_comment(REPO, num, author=author, text=text)
+    return MentionEvent(event_id=event.id, repo_id=REPO, discussion_num=num, comment_id=event.id, author=author,
+                        text=text, is_pull_request=False)  # fmt: skip
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[EmulatorHandle]:
+    handle = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS))
+    yield handle
+    handle.stop()
+
+
+def test_a_scanned_commit_gets_its_result_in_the_asking_thread(hub: EmulatorHandle, store: Store,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    sha = hub.state.create_repo(REPO)
+    store.record_scan(repo_id=REPO, sha=sha, record_json=make_record("clean", revision=sha).to_json(),
+                      verdict="clean")  # fmt: skip
+    num = hub.state.create_discussion(REPO, author="eve", title="Clean?")
+    dispatcher = _dispatcher(hub.url, store, tmp_path)
+
+    outcome = dispatcher.handle(_mention(hub, num, "eve", "@auditbot scan"))
+    assert (outcome.action, outcome.detail) == ("posted-result", "commented")
+    [report] = _bot_comments(hub, num)
+    assert scanned_commit_marker(sha) in report and "no textual backdoor found" in report
+    again = dispatcher.handle(_mention(hub, num, "eve", "@auditbot scan"))
+    assert again.detail == "already-reported" and len(_bot_comments(hub, num)) == 2
+    assert store.find_job(REPO, sha) is None  # nothing re-queued
+
+
+def test_revision_not_found_help_and_self_mentions(hub: EmulatorHandle, store: Store, tmp_path: Path) -> None:
+    hub.state.create_repo(REPO)
+    num = hub.state.create_discussion(REPO, author="eve", title="Questions")
+    dispatcher = _dispatcher(hub.url, store, tmp_path)
+    assert dispatcher.handle(_mention(hub, num, "eve", "@auditbot scan no-such-branch")).detail == "revision-not-found"
+    assert dispatcher.handle(_mention(hub, num, "eve", "@auditbot help")).detail == "help"
+    assert dispatcher.handle(_mention(hub, num, BOT, "@auditbot help")).action == "ignored"
+    assert dispatcher.handle(_mention(hub, num, "eve", "nice model")).action == "ignored"
+    replies = [text for text in _bot_comments(hub, num) if text != "@auditbot help"]
+    assert len(replies) == 2 and "no\\-such\\-branch" not in replies[0] and "no-such-branch" in replies[0]
+    assert "opt-out" in replies[1]
+
+
+def test_opt_out_is_honoured_from_the_owner_only(hub: EmulatorHandle, store: Store, tmp_path: Path) -> None:
+    hub.state.create_repo(REPO)
+    num = hub.state.create_discussion(REPO, author="eve", title="Stop it")
+    dispatcher = _dispatcher(hub.url, store, tmp_path)
+    assert dispatcher.handle(_mention(hub, num, "eve", "@auditbot opt-out")).detail == "not-owner"
+    assert not store.is_opted_out(REPO)
+    assert dispatcher.handle(_mention(hub, num, "acme", "@auditbot opt-out")).detail == "opted-out"
+    assert store.is_opted_out(REPO)
+    assert dispatcher.handle(_mention(hub, num, "acme", "@auditbot opt-in")).detail == "opted-in"
+    assert not store.is_opted_out(REPO)
+    assert len(_bot_comments(hub, num)) == 3
+
+
+def test_badge_needs_a_scan_of_the_head_then_opens_one_pr(hub: EmulatorHandle, store: Store,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    sha = hub.state.create_repo(REPO, card_data={"license": "mit"})
+    num = hub.state.create_discussion(REPO, author="acme", title="Badge")
+    dispatcher = _dispatcher(hub.url, store, tmp_path)
+    assert dispatcher.handle(_mention(hub, num, "acme", "@auditbot badge")).detail == "badge-needs-scan"
+    store.record_scan(repo_id=REPO, sha=sha, record_json=make_record("clean", revision=sha).to_json(),
+                      verdict="clean")  # fmt: skip
+    assert dispatcher.handle(_mention(hub, num, "acme", "@auditbot badge")).detail == "badge-offered"
+    assert dispatcher.handle(_mention(hub, num, "eve", "@auditbot badge")).detail == "badge-already-offered"
+    prs = list(HfApi(endpoint=hub.url, token="bot-token").get_repo_discussions(REPO, discussion_type="pull_request"))
+    assert len(prs) == 1 and "pull request #" in _bot_comments(hub, num)[1]
+
+
+def test_polling_finds_each_mention_exactly_once(hub: EmulatorHandle, store: Store) -> None:
+    hub.state.create_repo(REPO)
+    hub.state.create_repo("acme/quiet", discussions_disabled=True)
+    api = HfApi(endpoint=hub.url, token="bot-token")
+    num = hub.state.create_discussion(REPO, author="eve", title="Ping", description="@auditbot help")
+    hub.state.add_comment(REPO, num, author="eve", text="unrelated")
+    api.comment_discussion(REPO, num, "@auditbot scan (the bot quoting itself)")
+    closed = hub.state.create_discussion(REPO, author="eve", title="Old", description="@auditbot scan")
+    hub.state.change_status(REPO, closed, author="eve", status="closed")
+
+    found = poll_mentions(api, store, bot_name=BOT, repo_ids=[REPO, "acme/quiet", "acme/missing"])
+    assert [(e.discussion_num, e.author, e.text) for e in found] == [(num, "eve", "@auditbot help")]
+    assert poll_mentions(api, store, bot_name=BOT, repo_ids=[REPO]) == []
+    later = hub.state.add_comment(REPO, num, author="acme", text="@AUDITBOT opt-out")
+    again = poll_mentions(api, store, bot_name=BOT, repo_ids=[REPO])
+    assert [(e.event_id, e.author) for e in again] == [(later.id, "acme")]

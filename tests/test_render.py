@@ -1,0 +1,171 @@
+"""The Hub post templates: golden files for each, and the guarantees every rendered post keeps.
+
+Golden files live in tests/golden/; regenerate them (after reading the diff) with
+    CLIP_AUDIT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_render.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import jinja2
+import pytest
+from markdown_it import MarkdownIt
+
+from bot.detect.record import Verdict
+from bot.publish.render import (
+    ACK_KINDS,
+    TemplateValueError,
+    badge_markdown,
+    build_environment,
+    render_ack,
+    render_badge_pr,
+    render_help,
+    render_report,
+    render_revision_comment,
+    report_page_url,
+    scanned_commit_marker,
+)
+from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("CLIP_AUDIT_UPDATE_GOLDEN") == "1"
+REPO = "acme/clip-vit-b"
+SITE = "https://reports.example.org"
+PROBLEMS = "https://github.com/example/clip-audit-bot/issues"
+BOT = "auditbot"
+_MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def _check_golden(name: str, text: str) -> None:
+    path = GOLDEN_DIR / name
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"{path} is missing; run with CLIP_AUDIT_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def _report(verdict: str, **overrides: object) -> str:
+    options: dict[str, object] = {"repo_id": REPO, "sha": SHA_A, "bot_name": BOT, "report_base_url": SITE}
+    options.update(overrides)
+    return render_report(make_record(verdict), **options)  # type: ignore[arg-type]
+
+
+# -- golden files -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verdict", [v.value for v in Verdict])
+def test_report_golden(verdict: str) -> None:
+    _check_golden(f"report_{verdict}.md", _report(verdict))
+
+
+def test_report_without_report_site_golden() -> None:
+    _check_golden("report_no_site.md", _report("backdoor", report_base_url=None, problems_url=PROBLEMS))
+
+
+def test_report_with_hostile_strings_golden() -> None:
+    text = render_report(hostile_record(), repo_id=REPO, sha=SHA_A, bot_name=BOT, report_base_url=SITE)
+    _check_golden("report_hostile.md", text)
+
+
+@pytest.mark.parametrize("verdict", ["backdoor", "clean"])
+def test_revision_comment_golden(verdict: str) -> None:
+    record = make_record(verdict, revision=SHA_B)
+    text = render_revision_comment(record, repo_id=REPO, sha=SHA_B, bot_name=BOT, report_base_url=SITE)
+    _check_golden(f"comment_revision_{verdict}.md", text)
+
+
+@pytest.mark.parametrize("kind", ACK_KINDS)
+def test_ack_golden(kind: str) -> None:
+    text = render_ack(kind, repo_id=REPO, bot_name=BOT, requester="eve",  # type: ignore[arg-type]
+                      revision="main", sha=SHA_A, pr_num=3, existing_num=1, reason="pickle-only")  # fmt: skip
+    _check_golden(f"ack_{kind}.md", text)
+
+
+def test_help_golden() -> None:
+    _check_golden("help.md", render_help(repo_id=REPO, bot_name=BOT, requester="eve", problems_url=PROBLEMS))
+
+
+def test_badge_pr_golden() -> None:
+    text = render_badge_pr(make_record("clean"), repo_id=REPO, sha=SHA_A, bot_name=BOT, report_base_url=SITE,
+                           problems_url=PROBLEMS)  # fmt: skip
+    _check_golden("badge_pr.md", text)
+
+
+# -- what every post keeps ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verdict", [v.value for v in Verdict])
+def test_report_carries_what_a_maintainer_needs(verdict: str) -> None:
+    text = _report(verdict)
+    assert text.count("## Verdict:") == 1 and text.index("## Verdict:") < text.index("### Checks")
+    assert scanned_commit_marker(SHA_A) in text
+    assert f"]({SITE}/{REPO}/{SHA_A}.html)" in text
+    assert "&#64;auditbot scan" in text and "&#64;auditbot opt-out" in text
+    assert "not a proof" in text and "text encoder only" in text and "Natural-only" in text
+    assert "fine to close this thread" in text and "problem with this bot" in text
+    assert "@" not in text  # the bot never pings anyone, itself included
+    record = make_record(verdict)
+    for check in record.checks:
+        assert f"| {check.score:.3f} | {check.threshold:.3f} | {'pass' if check.passed else 'fail'} |" in text
+    if verdict in ("backdoor", "natural-only"):
+        assert record.target_captions[0].caption in text
+        confirmed = [t for t in record.triggers if t.confirmed]
+        assert confirmed and all(t.token.replace("<", "&lt;").replace(">", "&gt;") in text for t in confirmed)
+        assert record.anchor is not None and record.anchor in text
+
+
+def test_each_verdict_has_its_own_headline() -> None:
+    found = {v.value: re.search(r"^## Verdict: (.+)$", _report(v.value), re.M) for v in Verdict}
+    headlines = {verdict: match.group(1) for verdict, match in found.items() if match is not None}
+    assert len(set(headlines.values())) == 4
+    assert "backdoor" in headlines["backdoor"] and "natural" in headlines["natural-only"]
+    assert "inconclusive" in headlines["inconclusive"].lower()
+
+
+def test_hostile_record_renders_no_markup_from_the_owner() -> None:
+    text = render_report(hostile_record(), repo_id=REPO, sha=SHA_A, bot_name=BOT, report_base_url=SITE)
+    rendered = _MD.render(text)
+    assert "<script" not in rendered and "<img" not in rendered
+    links = re.findall(r'<a href="([^"]*)"', rendered)
+    assert links == [f"{SITE}/{REPO}/{SHA_A}.html"]  # only the bot's own pinned report link
+    assert "@" not in text and "\u202e" not in text
+    # The trigger table keeps one row of five cells per token, whatever the token holds.
+    tables = re.findall(r"<table>(.*?)</table>", rendered, re.DOTALL)
+    [trigger_table] = [table for table in tables if "<th>Token</th>" in table]
+    rows = re.findall(r"<tr>(.*?)</tr>", trigger_table.split("<tbody>")[1], re.DOTALL)
+    assert len(rows) == len(HOSTILE_TEXT)
+    for row, token in zip(rows, HOSTILE_TEXT.values()):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)
+        assert len(cells) == 5 and "<" not in cells[0].replace("&lt;", "")
+        assert cells[1] in ("yes", "no")
+    assert "javascript" in rendered  # shown as text, never as a link target
+
+
+def test_templates_escape_by_default_and_refuse_missing_values() -> None:
+    env = build_environment()
+    assert env.from_string("{{ x }}").render(x="<b>@eve</b> [a](b)") == "&lt;b&gt;&#64;eve&lt;/b&gt; \\[a\\](b)"
+    assert env.from_string("{{ x | md }}").render(x="|") == "&#124;"
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("{{ missing }}").render()
+    with pytest.raises(TemplateValueError):
+        env.from_string("{{ x }}").render(x=None)
+
+
+def test_links_are_built_only_from_validated_parts() -> None:
+    assert report_page_url(SITE + "/", repo_id=REPO, sha=SHA_A) == f"{SITE}/{REPO}/{SHA_A}.html"
+    assert badge_markdown(report_base_url=SITE, repo_id=REPO, sha=SHA_A, verdict=Verdict.CLEAN) == (
+        f"[![clip-audit: clean]({SITE}/badges/clean.svg)]({SITE}/{REPO}/{SHA_A}.html)"
+    )
+    for bad in ({"repo_id": "acme/x)](javascript:alert(1)"}, {"sha": "main"}, {"sha": SHA_A.upper()}):
+        with pytest.raises(ValueError):
+            report_page_url(SITE, **{"repo_id": REPO, "sha": SHA_A, **bad})
+    with pytest.raises(ValueError):
+        report_page_url("javascript:alert(1)", repo_id=REPO, sha=SHA_A)
+    with pytest.raises(ValueError):
+        _report("clean", problems_url="https://x.example/a b")
+    with pytest.raises(ValueError):
+        render_ack("made-up", repo_id=REPO, bot_name=BOT, requester="eve")  # type: ignore[arg-type]
