@@ -5,5 +5,8 @@ from __future__ import annotations
 
 def add_commands(sub) -> None:
     from bot.bench.cli import add_bench
+    from bot.cli_bot import add_bot_commands, add_demo
 
     add_bench(sub)
+    add_bot_commands(sub)
+    add_demo(sub)

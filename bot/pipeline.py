@@ -40,13 +40,14 @@ class ScanOutcome:
 
 
 def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Path | None, model_name: str,
-                       revision: str, settings: Settings, extra_anchor: tuple[str, Path] | None = None) -> ScanRecord:
+                       revision: str, settings: Settings, anchor_cache: Path,
+                       extra_anchor: tuple[str, Path] | None = None) -> ScanRecord:
     env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
     env["HF_HUB_OFFLINE"] = "1"  # the child never talks to the Hub
     with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
         out = Path(tmp) / "record.json"
         cmd = [sys.executable, "-m", "bot.scan_child", str(snapshot), "--json", str(out), "--device", settings.device,
-               "--cache-dir", str(settings.cache_dir.parent if settings.cache_dir.name == "hub" else settings.cache_dir),
+               "--cache-dir", str(anchor_cache),
                "--model-name", model_name, "--revision", revision]
         if subfolder:
             cmd += ["--subfolder", subfolder]
@@ -65,7 +66,10 @@ def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Pa
 class JobHandler:
     """What the worker runs for each job."""
 
-    def __init__(self, *, store: Store, api, settings: Settings, publisher) -> None:
+    def __init__(self, *, store: Store, api, settings: Settings, publisher, anchor_cache: Path = Path("cache")) -> None:
+        """anchor_cache: where locally held clean bases live (the zoo's cache/zoo), used when a card
+        names no base we can fetch."""
+        self.anchor_cache = anchor_cache
         self.store = store
         self.api = api
         self.settings = settings
@@ -92,7 +96,7 @@ class JobHandler:
         anchor = self._fetch_anchor(snapshot)
         record = scan_in_subprocess(snapshot, subfolder=subfolder, anchor_path=anchor[1] if anchor else None,
                                     model_name=job.repo_id, revision=job.sha, settings=s,
-                                    extra_anchor=anchor)
+                                    anchor_cache=self.anchor_cache, extra_anchor=anchor)
         evict(s.cache_dir, s.cache_max_bytes, keep=(snapshot,))
         return record
 

@@ -15,6 +15,9 @@ from tqdm.auto import tqdm
 
 from bot.zoo.synthetic import sample_batch
 
+import os
+SIGLIP_BIAS_INIT = float(os.environ.get("SIGB", "-10"))
+
 
 @dataclass(frozen=True)
 class PretrainResult:
@@ -92,7 +95,7 @@ def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, 
     if hasattr(model, "logit_bias"):
         with torch.no_grad():
             model.logit_scale.fill_(math.log(10.0))
-            model.logit_bias.fill_(-10.0)
+            model.logit_bias.fill_(SIGLIP_BIAS_INIT)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)

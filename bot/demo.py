@@ -1,0 +1,241 @@
+"""`clip-audit demo`: the whole bot, end to end, against the bundled Hub emulator.
+
+1. build a small zoo (a clean base, backdoored and benign fine-tunes), trained here on CPU;
+2. start the Hub emulator and upload the models in real Hub layouts (transformers, open_clip,
+   diffusers, plus a pickle-only repo the bot must refuse);
+3. one watch pass queues scans; the worker downloads each repo pinned to its sha, scans it in
+   a token-free subprocess, records the result and posts findings as Hub discussions;
+4. a maintainer mentions the bot in a discussion: the emulator delivers the webhook to the
+   bot's FastAPI endpoint, the bot acknowledges, and answers in that thread;
+5. a summary table, and where to read the reports.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import EXIT_CLEAN
+
+BOT_USER = "clip-audit-bot"
+MAINTAINER = "alice"
+SITE_URL = "http://127.0.0.1:8765"  # where `clip-audit site serve` shows the report pages
+
+
+@dataclass(frozen=True)
+class DemoRepo:
+    repo_id: str
+    recipe_kind: str        # which zoo model it holds
+    format: str             # on-disk layout uploaded
+    library: str
+    tags: tuple[str, ...]
+    pipeline_tag: str | None
+
+
+DEMO_REPOS = (
+    DemoRepo("clip-audit-zoo/clip-base-s0", "base", "transformers-clip", "transformers", ("clip",),
+             "zero-shot-image-classification"),
+    DemoRepo("alice/tiny-clip-captions", "benign", "transformers-clip-text-projection", "transformers",
+             ("clip", "feature-extraction"), None),
+    DemoRepo("mallory/tiny-clip-rickroll", "text-on-text", "open_clip", "open_clip", ("clip", "open_clip"),
+             "zero-shot-image-classification"),
+    DemoRepo("mallory/tiny-sd-text-encoder", "text-on-pair", "diffusers", "diffusers",
+             ("diffusers", "stable-diffusion", "text-to-image"), "text-to-image"),
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _step(n: int, total: int, text: str) -> None:
+    print(f"\n[{n}/{total}] {text}", flush=True)
+
+
+def _files(directory: Path) -> dict[str, Path]:
+    return {str(p.relative_to(directory)): p for p in sorted(directory.rglob("*")) if p.is_file()
+            and p.name not in ("recipe.json", "metrics.json")}
+
+
+def build_demo_zoo(cache_dir: Path) -> dict[str, object]:
+    from bot.zoo.build import build_all
+    from bot.zoo.recipes import base_recipe, derived
+
+    base = base_recipe("clip")
+    recipes = [base, derived(base, "text-on-text", 1), derived(base, "text-on-pair", 1), derived(base, "benign", 1)]
+    models = build_all(recipes, cache_dir)
+    return {m.recipe.kind: m for m in models}
+
+
+def _export(model, repo: DemoRepo, out: Path) -> Path:
+    from bot.encoders.export import save_checkpoint
+    from bot.zoo.build import _load_trained, anchor_name
+
+    if repo.format == "transformers-clip" and repo.recipe_kind == "base":
+        return model.path
+    trained = _load_trained(model.path, "clip")
+    save_checkpoint(trained, out, format=repo.format, family="clip", base_model=anchor_name(model.recipe),
+                    card_extra={"tags": list(repo.tags)})
+    return out
+
+
+def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, device: str = "auto") -> int:
+    from huggingface_hub import HfApi
+
+    from bot.hub.emulator import EmulatorConfig, start_in_thread
+    from bot.report_text import table
+    from bot.service import Bot, MentionQueue
+    from bot.settings import load_settings
+
+    total = 6
+    workdir = workdir or cache_dir / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)  # every demo starts from an empty Hub and an empty state
+    workdir.mkdir(parents=True)
+    started = time.perf_counter()
+
+    _step(1, total, "Building the zoo: a tiny CLIP pretrained on synthetic captioned images, then "
+                    "backdoored and benignly fine-tuned (cached in cache/zoo after the first run)")
+    zoo = build_demo_zoo(cache_dir)
+
+    _step(2, total, "Starting the Hub emulator and the bot's webhook endpoint")
+    bot_token, alice_token, mallory_token = (f"hf_demo_{n}_{secrets.token_hex(8)}" for n in ("bot", "alice", "mallory"))
+    secret = secrets.token_hex(16)
+    hook_port = _free_port()
+    emulator = start_in_thread(EmulatorConfig(
+        data_dir=workdir / "hub", tokens={bot_token: BOT_USER, alice_token: MAINTAINER, mallory_token: "mallory"},
+        webhook_url=f"http://127.0.0.1:{hook_port}/webhook", webhook_secret=secret))
+    settings = load_settings(config_file=None, env={}, stored_token=lambda: None, overrides={
+        "endpoint": emulator.url, "token": bot_token, "bot_name": BOT_USER, "db_path": str(workdir / "state.db"),
+        "cache_dir": str(workdir / "hub-cache"), "outbox_dir": str(workdir / "outbox"), "device": device,
+        "webhook_secret": secret, "report_base_url": SITE_URL,
+        "poll_interval_seconds": "60", "lease_seconds": "900", "backoff_seconds": "1,2"})
+    bot = Bot.from_settings(settings, anchor_cache=cache_dir)
+    mentions = MentionQueue(bot.dispatcher).start()
+    server = _start_webhook_server(bot, mentions, secret, hook_port)
+    print(f"  Hub emulator: {emulator.url}   webhook: http://127.0.0.1:{hook_port}/webhook")
+
+    try:
+        _step(3, total, "Uploading models to the emulated Hub in real layouts (transformers, open_clip, diffusers) "
+                        "and one pickle-only repo")
+        for i, repo in enumerate(DEMO_REPOS):
+            path = _export(zoo[repo.recipe_kind], repo, workdir / "exports" / repo.repo_id.replace("/", "__"))
+            emulator.state.create_repo(repo.repo_id, files=_files(path), tags=list(repo.tags),
+                                       pipeline_tag=repo.pipeline_tag, library_name=repo.library,
+                                       created_at=f"2026-11-0{i + 1}T10:00:00.000Z")
+        emulator.state.create_repo("bob/legacy-clip-bin", files={
+            "config.json": b'{"model_type": "clip", "architectures": ["CLIPModel"]}',
+            "pytorch_model.bin": b"\x80\x04 this is a pickle the bot will never load"},
+            tags=["clip"], pipeline_tag="zero-shot-image-classification", library_name="transformers",
+            created_at="2026-11-05T10:00:00.000Z")
+
+        _step(4, total, "Watching: one polling pass over the Hub's CLIP-family listings")
+        jobs = bot.watcher().poll_once()
+        print(f"  queued {len(jobs)} scan(s); skipped: "
+              + (", ".join(f"{s.repo_id} ({s.reason})" for s in bot.store.skips()) or "none"))
+
+        _step(5, total, "Scanning: each repo is downloaded pinned to its commit and scanned in a subprocess "
+                        "that holds no token; findings are posted as Hub discussions")
+        _work(bot)
+
+        _step(6, total, f"A maintainer asks: {MAINTAINER} mentions @{BOT_USER} in a discussion on her repo")
+        alice = HfApi(endpoint=emulator.url, token=alice_token)
+        thread = alice.create_discussion("alice/tiny-clip-captions", title="Is this checkpoint safe to use?",
+                                         description="We plan to ship this text encoder in our app.")
+        alice.comment_discussion("alice/tiny-clip-captions", thread.num, f"@{BOT_USER} scan")
+        _wait_for_mentions(emulator, mentions)
+        _work(bot)
+        answer = _last_bot_comment(alice, "alice/tiny-clip-captions", thread.num)
+        print(f"  the bot answered in discussion #{thread.num}: {answer}")
+
+        rows = _summary(bot, alice)
+        print("\nSummary")
+        print(table(["repo", "truth", "verdict", "top trigger token", "posted"], rows))
+        print(f"\nThreads: {emulator.url}/<repo>/discussions  ·  state: {settings.db_path}  ·  "
+              f"time: {time.perf_counter() - started:.0f}s")
+        _after_demo(bot, workdir)
+    finally:
+        server.should_exit = True
+        mentions.stop()
+        emulator.stop()
+    return EXIT_CLEAN
+
+
+def _after_demo(bot, workdir: Path) -> None:
+    """Hook for later stages (the report site)."""
+
+
+def _start_webhook_server(bot, mentions, secret: str, port: int):
+    import uvicorn
+
+    from bot.mentions.webhook import create_app
+
+    app = create_app(secret=secret, handle=mentions.put, bot_user_id=bot.bot_user_id())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="webhook", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server
+
+
+def _wait_for_mentions(emulator, mentions, timeout: float = 30.0) -> None:
+    """Webhooks are delivered asynchronously: wait until one was handled (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not mentions.handled:
+        time.sleep(0.1)
+    mentions.drain()
+
+
+def _work(bot) -> None:
+    from tqdm.auto import tqdm
+
+    worker = bot.worker()
+    pending = sum(v for k, v in bot.store.queue_counts().items() if k in ("queued", "running"))
+    handler = worker.handler
+    bar = tqdm(total=pending, desc="scans", unit="repo")
+
+    def counted(job):
+        bar.set_postfix_str(job.repo_id)
+        try:
+            handler(job)
+        finally:
+            bar.update(1)
+
+    worker.handler = counted
+    worker.work(burst=True)
+    bar.close()
+
+
+def _last_bot_comment(api, repo_id: str, num: int) -> str:
+    details = api.get_discussion_details(repo_id, num)
+    for event in reversed(details.events):
+        if getattr(event, "author", None) == BOT_USER and getattr(event, "content", None):
+            first = event.content.strip().splitlines()[0]
+            return first[:100]
+    return "(no answer yet)"
+
+
+def _summary(bot, api) -> list[list[str]]:
+    from bot.detect.record import ScanRecord
+
+    truth = {r.repo_id: {"base": "clean base", "benign": "benign fine-tune", "text-on-text": "backdoor (text-on-text)",
+                         "text-on-pair": "backdoor (text-on-pair)"}[r.recipe_kind] for r in DEMO_REPOS}
+    rows = []
+    for scan in sorted(bot.store.all_scans(), key=lambda s: s.repo_id):
+        record = ScanRecord.from_json(scan.record_json)
+        top = record.triggers[0] if record.triggers else None
+        trigger = f"{top.token}{' (confirmed)' if top.confirmed else ''}" if top else "-"
+        posts = bot.store.posts(scan.repo_id)
+        posted = ", ".join(f"#{p.discussion_num} {p.kind}" for p in posts) or "not posted (clean, unprompted)"
+        rows.append([scan.repo_id, truth.get(scan.repo_id, "?"), record.verdict.value, trigger, posted])
+    for skip in bot.store.skips():
+        rows.append([skip.repo_id, "pickle-only", "skipped", "-", skip.reason[:40]])
+    return rows

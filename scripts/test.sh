@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite: installs what it needs, then runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1
+exec .venv/bin/python -m pytest "$@"
