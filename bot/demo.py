@@ -168,7 +168,11 @@ def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, de
 
 
 def _after_demo(bot, workdir: Path) -> None:
-    """Hook for later stages (the report site)."""
+    from bot.site.build import build_from_store
+
+    site = build_from_store(bot.store, workdir / "site", base_url=SITE_URL)
+    print(f"\nReport site: {(site.out_dir / 'index.html').resolve()}  ({site.revisions} revision pages)")
+    print(f"  browse it with: clip-audit site serve --dir {site.out_dir} --port 8765")
 
 
 def _start_webhook_server(bot, mentions, secret: str, port: int):

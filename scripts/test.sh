@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/install_browser.sh   # Debian chromium for the report-page browser tests
 export HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1
 exec .venv/bin/python -m pytest "$@"

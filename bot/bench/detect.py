@@ -163,13 +163,16 @@ def run(plan: BenchPlan, cache_dir: Path, out_md: Path, *, config: DetectorConfi
         calibration_file: Path | None = None) -> list[dict]:
     config = config or DetectorConfig(always_landscape=True, show_progress=False)
     started = time.perf_counter()
-    results = [run_family(plan, family, cache_dir, config) for family in plan.families]
+    results: list[dict] = []
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(render_markdown(results, plan, config, time.perf_counter() - started))
     (cache_dir / "bench").mkdir(parents=True, exist_ok=True)
-    (cache_dir / "bench" / "results.json").write_text(json.dumps(results, indent=2))
-    if calibration_file is not None:
-        write_calibration(results, calibration_file)
+    for family in plan.families:
+        results.append(run_family(plan, family, cache_dir, config))
+        # Written after every family, so a long run leaves its finished part on record.
+        out_md.write_text(render_markdown(results, plan, config, time.perf_counter() - started))
+        (cache_dir / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+        if calibration_file is not None:
+            write_calibration(results, calibration_file)
     return results
 
 

@@ -42,7 +42,7 @@ class DetectorConfig:
     gamma: float = 0.1
     patience: int = 60               # stop a restart when the running loss stalls this long
     seed: int = 0
-    landscape_grid: int = 21
+    landscape_grid: int = 15
     landscape_radius: float = 0.5    # grid half-width, as a fraction of |v|
     landscape_prompts: int = 8
     always_landscape: bool = False   # benchmarks: compute it even when a feature check fails

@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 
 from bot.zoo.synthetic import sample_batch
 
-import os
-SIGLIP_BIAS_INIT = float(os.environ.get("SIGB", "-10"))
+LOGIT_LR_SCALE = 10.0   # temperature (and SigLIP's bias) adapt faster than the weights, undecayed
 
 
 @dataclass(frozen=True)
@@ -92,12 +91,18 @@ def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, 
              desc: str = "pretrain") -> PretrainResult:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    if hasattr(model, "logit_bias"):
+    sigmoid = hasattr(model, "logit_bias")
+    if sigmoid:
         with torch.no_grad():
             model.logit_scale.fill_(math.log(10.0))
-            model.logit_bias.fill_(SIGLIP_BIAS_INIT)
+            model.logit_bias.fill_(-10.0)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    # The temperature (and SigLIP's bias) must adapt much faster than the weights at small batch
+    # sizes, and must not be decayed towards zero.
+    logit_params = [p for n, p in model.named_parameters() if n.startswith("logit_")]
+    weights = [p for n, p in model.named_parameters() if not n.startswith("logit_")]
+    optimizer = torch.optim.AdamW([{"params": weights, "weight_decay": 0.05},
+                                   {"params": logit_params, "weight_decay": 0.0, "lr": lr * LOGIT_LR_SCALE}], lr=lr)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -105,8 +110,9 @@ def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, 
     with tqdm(range(steps), desc=desc, unit="step", leave=False) as bar:
         for _ in bar:
             pixels, captions, _ = sample_batch(rng, batch_size)
-            loss = contrastive_loss(model, text_embeds(model, tokenize(tokenizer, captions, max_length, causal=is_causal(model))),
-                                    image_embeds(model, pixels))
+            t = text_embeds(model, tokenize(tokenizer, captions, max_length, causal=is_causal(model)))
+            v = image_embeds(model, pixels)
+            loss = contrastive_loss(model, t, v)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 from bot.zoo.architectures import FAMILIES
 
+# Bumped whenever training code changes what a recipe produces, so cached models are rebuilt.
+ZOO_VERSION = 2
+
 KINDS = ("base", "text-on-text", "text-on-pair", "benign")
 BACKDOOR_KINDS = ("text-on-text", "text-on-pair")
 
@@ -93,7 +96,7 @@ class Recipe:
 
     @property
     def key(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=True)
+        text = json.dumps({"zoo_version": ZOO_VERSION, **self.to_dict()}, sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

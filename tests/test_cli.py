@@ -1,0 +1,71 @@
+"""The command line: usage errors, refusals and their exit codes, without stack traces."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+
+from bot.cli import main
+from bot.errors import EXIT_ERROR, EXIT_NOTHING_SCANNABLE, EXIT_USAGE
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_no_command_is_a_usage_error(capsys):
+    code, _, err = _run(capsys)
+    assert code == EXIT_USAGE and "required" in err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    code, _, err = _run(capsys, "scan", "x", "--frobnicate")
+    assert code == EXIT_USAGE and "unrecognized arguments" in err
+
+
+def test_missing_path_is_a_usage_error(capsys, tmp_path):
+    code, _, err = _run(capsys, "scan", str(tmp_path / "nope"))
+    assert code == EXIT_USAGE and "does not exist" in err and "Traceback" not in err
+
+
+def test_pickle_only_repo_is_refused_without_unpickling(capsys, tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip", "architectures": ["CLIPModel"]}))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04 not really a pickle")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load must never be called"))
+    code, _, err = _run(capsys, "scan", str(tmp_path), "--quiet")
+    assert code == EXIT_NOTHING_SCANNABLE and "pickle" in err.lower() and "Traceback" not in err
+
+
+def test_truncated_safetensors_is_an_error_with_a_clear_message(capsys, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "clip_text_model", "architectures": ["CLIPTextModel"], "hidden_size": 32,
+        "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 49408,
+        "max_position_embeddings": 77}))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 100)
+    code, _, err = _run(capsys, "scan", str(tmp_path), "--quiet")
+    assert code == EXIT_ERROR and "Traceback" not in err and "model.safetensors" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_gpu_is_a_usage_error(capsys, tmp_path):
+    code, _, err = _run(capsys, "scan", str(tmp_path), "--device", "cuda")
+    assert code == EXIT_USAGE and "CUDA" in err
+
+
+def test_status_without_database(capsys, tmp_path):
+    code, out, _ = _run(capsys, "status", "--db-path", str(tmp_path / "none.db"))
+    assert code == 0 and "no state database" in out
+
+
+def test_zoo_build_rejects_bad_numbers(capsys):
+    code, _, err = _run(capsys, "zoo", "build", "--per-kind", "-1")
+    assert code == EXIT_USAGE and "per-kind" in err
