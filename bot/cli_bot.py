@@ -30,7 +30,15 @@ def _common(p) -> None:
 
 def add_bot_commands(sub) -> None:
     p = sub.add_parser("hub-emulator", help="run the local Hugging Face Hub emulator")
-    p.add_argument("rest", nargs="*", help="options passed to the emulator (see --help there)")
+    p.add_argument("--data-dir", type=Path, default=Path("cache/hub-emulator"), help="where repos persist")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8900)
+    p.add_argument("--token", action="append", default=[], metavar="TOKEN=USER",
+                   help="accepted token and its user (repeatable; or HUB_EMULATOR_TOKENS=t1=u1,t2=u2)")
+    p.add_argument("--webhook-url", help="POST webhook events here")
+    p.add_argument("--seed", type=Path, help="JSON seed file (see bot/hub/emulator/seed.py)")
+    p.add_argument("--seed-zoo", type=Path, metavar="CACHE_DIR",
+                   help="upload every built zoo model under CACHE_DIR/zoo (e.g. cache) at start")
     p.set_defaults(func=_cmd_emulator)
 
     p = sub.add_parser("watch", help="poll the Hub for new or updated CLIP-family repos and queue scans")
@@ -57,9 +65,36 @@ def add_bot_commands(sub) -> None:
 
 
 def _cmd_emulator(args) -> int:
-    from bot.hub.emulator.__main__ import main as emulator_main
+    import os
 
-    return int(emulator_main(args.rest) or 0)
+    from bot.errors import UsageError
+    from bot.hub.emulator import EmulatorConfig, build_state, create_server
+
+    tokens = {}
+    for pair in [p for p in os.environ.get("HUB_EMULATOR_TOKENS", "").split(",") if p.strip()] + args.token:
+        token, sep, user = pair.partition("=")
+        if not sep or not token or not user:
+            raise UsageError(f"--token must look like TOKEN=USER, got {pair.split('=')[0][:4]}...")
+        tokens[token] = user
+    config = EmulatorConfig(data_dir=args.data_dir, host=args.host, port=args.port, tokens=tokens,
+                            webhook_url=args.webhook_url,
+                            webhook_secret=os.environ.get("HUB_EMULATOR_WEBHOOK_SECRET"),
+                            admin_token=os.environ.get("HUB_EMULATOR_ADMIN_TOKEN"), seed_file=args.seed)
+    state = build_state(config)
+    if args.seed_zoo is not None:
+        from bot.zoo.hub_seed import seed_zoo
+
+        created = seed_zoo(state, args.seed_zoo)
+        print(f"seeded {len(created)} zoo repo(s) from {args.seed_zoo / 'zoo'}")
+    server = create_server(config, state)
+    print(f"Hub emulator on {server.url} (data in {args.data_dir}); Ctrl-C stops it", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_CLEAN
 
 
 def _cmd_watch(args) -> int:
@@ -118,13 +153,18 @@ def _cmd_status(args) -> int:
     store = Store(settings.db_path)
     counts = store.queue_counts()
     print("queue: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "queue: empty")
-    rows = [[s.repo_id, s.sha[:12], s.verdict, str(getattr(s, "created_at", ""))] for s in store.latest_scans(20)]
+    from bot.site.build import iso_utc
+
+    rows = []
+    for scan in store.latest_scans(20):
+        record = scan.record()
+        rows.append([scan.repo_id, scan.sha[:12], record.family, scan.verdict, iso_utc(scan.created_at)])
     print()
-    print(table(["repo", "sha", "verdict", "scanned"], rows) if rows else "no audits yet")
+    print(table(["repo", "sha", "family", "verdict", "scanned"], rows) if rows else "no audits yet")
     skips = store.skips()
     if skips:
         print()
-        print(table(["skipped repo", "sha", "reason"], [[k.repo_id, (k.sha or "")[:12], k.reason] for k in skips[:20]]))
+        print(table(["skipped repo", "sha", "reason"], [[k.repo_id, (k.sha or "")[:12], k.reason[:70]] for k in skips[:20]]))
     return EXIT_CLEAN
 
 

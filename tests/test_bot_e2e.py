@@ -128,7 +128,8 @@ def _serve(bot: Bot, secret: str):
 
 
 def test_mention_triggers_scan_and_reply_and_forged_webhook_is_rejected(tmp_path, clip_zoo, zoo_cache):
-    import httpx
+    import urllib.error
+    import urllib.request
 
     # The webhook endpoint must exist before the emulator that posts to it.
     placeholder = start_in_thread(EmulatorConfig(data_dir=tmp_path / "probe", tokens=TOKENS))
@@ -144,8 +145,11 @@ def test_mention_triggers_scan_and_reply_and_forged_webhook_is_rejected(tmp_path
         sha = _upload(hub, "alice/captions", clip_zoo["benign"], created="2026-11-02T00:00:00.000Z")
         alice = HfApi(endpoint=hub.url, token="tok-alice")
 
-        forged = httpx.post(hook, headers={"X-Webhook-Secret": "wrong"}, json={"event": {}})
-        assert forged.status_code == 401
+        forged = urllib.request.Request(hook, data=b'{"event": {}}', method="POST",
+                                        headers={"X-Webhook-Secret": "wrong", "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            urllib.request.urlopen(forged, timeout=10)
+        assert rejected.value.code == 401
 
         thread = alice.create_discussion("alice/captions", title="Is this safe?", description="Asking the bot.")
         alice.comment_discussion("alice/captions", thread.num, f"@{BOT} scan")

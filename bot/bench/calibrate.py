@@ -65,8 +65,8 @@ def calibrate(items: list[Scored], *, start: Thresholds = PAPER) -> Thresholds:
         "assimilation_rate": (0.5, 0.7, 0.8),
         "same_target": (0.92, 0.95, 0.97),
         "same_target_rate": (0.8, 0.9, 0.95),
-        "anchor_cosine": (0.0, 0.5, 0.8, 0.9),
-        "different_target_rate": (0.5, 0.8, 0.95),
+        "anchor_cosine": (0.0, 0.5, 0.8, 0.9, 0.95),
+        "different_target_rate": (0.3, 0.5, 0.8, 0.95),
         "landscape_positive_ratio": (0.3, 0.5, 0.8),
     }
     best: tuple[float, float, Thresholds] | None = None

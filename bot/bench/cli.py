@@ -13,23 +13,28 @@ def add_bench(sub) -> None:
     bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     d = bsub.add_parser("detect", help="detector precision/recall/F1/FPR and time on the zoo")
     d.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    d.add_argument("--calibration-seeds", type=int, default=5, help="seeds used to fit thresholds (default 5)")
+    d.add_argument("--calibration-seeds", type=int, default=3, help="seeds used to fit thresholds (default 3)")
     d.add_argument("--report-seeds", type=int, default=10, help="seeds reported on (default 10: 20 backdoored, 20 benign)")
     d.add_argument("--base-steps", type=int, default=400)
     d.add_argument("--cache-dir", type=Path, default=Path("cache"))
     d.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     d.add_argument("--write-thresholds", action="store_true",
                    help="store the calibrated thresholds in bot/detect/calibrated_thresholds.json")
+    d.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     d.set_defaults(func=_cmd_detect)
 
 
 def _cmd_detect(args) -> int:
+    import torch
+
     from bot.bench.detect import BenchPlan, run
     from bot.detect import thresholds
     from bot.errors import UsageError
 
     if args.calibration_seeds < 1 or args.report_seeds < 1:
         raise UsageError("--calibration-seeds and --report-seeds must be >= 1")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     cal = tuple(range(1, args.calibration_seeds + 1))
     rep = tuple(range(100, 100 + args.report_seeds))
     plan = BenchPlan(families=tuple(args.families), calibration_seeds=cal, report_seeds=rep,
