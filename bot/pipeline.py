@@ -13,11 +13,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.detect.record import ScanRecord
-from bot.errors import ClipAuditError, EXIT_BACKDOOR, EXIT_CLEAN, EXIT_ERROR, SkipRepo
+from bot.errors import (
+    EXIT_BACKDOOR, EXIT_CLEAN, EXIT_ERROR, EXIT_NOTHING_SCANNABLE, ClipAuditError, NothingScannableError, SkipRepo,
+)
 from bot.hub.families import plan_scan
 from bot.hub.fetch import evict, fetch_snapshot
 from bot.settings import Settings
@@ -30,13 +31,6 @@ _SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CLIP_AUDIT_TOKEN", "CLIP_A
 
 class ScanFailed(ClipAuditError):
     """The scanning subprocess failed on this checkpoint."""
-
-
-@dataclass(frozen=True)
-class ScanOutcome:
-    repo_id: str
-    sha: str
-    record: ScanRecord
 
 
 def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Path | None, model_name: str,
@@ -57,9 +51,11 @@ def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Pa
             cmd += ["--anchor-name", extra_anchor[0]]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode not in (EXIT_CLEAN, EXIT_BACKDOOR, EXIT_ERROR) or not out.is_file():
-            tail = (proc.stderr or "").strip().splitlines()[-3:]
-            raise ScanFailed(f"scan of {model_name}@{revision[:12]} failed (exit {proc.returncode}): "
-                             + " | ".join(tail))
+            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
+            message = f"scan of {model_name}@{revision[:12]} failed (exit {proc.returncode}): {tail}"
+            if proc.returncode == 10 + EXIT_NOTHING_SCANNABLE:
+                raise NothingScannableError(message)  # the same commit will never become scannable
+            raise ScanFailed(message)
         return ScanRecord.from_json(out.read_text())
 
 

@@ -22,7 +22,6 @@ from bot.encoders.export import open_clip_state_dict, save_checkpoint
 from bot.encoders.layout import inspect_checkpoint
 from bot.encoders.load import load_text_encoder
 from bot.encoders.safetensors_check import MAX_HEADER_BYTES, check_safetensors
-from bot.encoders.tokenizers import load_clip_tokenizer
 from bot.errors import (
     CorruptCheckpointError, NothingScannableError, PickleOnlyError, ShapeMismatchError, UnknownArchitectureError,
     UsageError,

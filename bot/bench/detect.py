@@ -76,6 +76,7 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
     records_dir = cache_dir / "bench" / "records"
     base = build_all([base_recipe(family, steps=plan.base_steps)], cache_dir, show_progress=False)[0]
     groups: dict[str, list[Scored]] = {"calibration": [], "report": []}
+    zoo_metrics: dict[str, dict] = {}
     times: list[float] = []
     for group, seeds in (("calibration", plan.calibration_seeds), ("report", plan.report_seeds)):
         recipes = recipes_for(plan, family, seeds)
@@ -84,6 +85,7 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
             models = [base] + models  # the clean base itself must not be flagged
         for model in tqdm(models, desc=f"scan {family} {group}", unit="model"):
             record = _scan(model, base, config, records_dir)
+            zoo_metrics[record.model] = model.metrics
             times.append(record.timings["total"])
             groups[group].append(_scored(model, record))
     th = calibrate(groups["calibration"])
@@ -100,7 +102,11 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
         "report": asdict(metrics(report, th)),
         "paper_thresholds_report": asdict(metrics(report, PAPER)),
         "per_attack": per_attack,
-        "verdicts": [{"model": s.record.model, "kind": s.kind, "trigger": s.trigger,
+        "verdicts": [{"model": s.record.model, "kind": s.kind, "trigger": s.trigger, "target": s.target,
+                      "attack_success": zoo_metrics[s.record.model].get("attack_success"),
+                      "clean_utility": zoo_metrics[s.record.model].get("clean_similarity"),
+                      "retrieval_top1": zoo_metrics[s.record.model].get("retrieval_top1"),
+                      "trigger_recovered": trigger_recovered(s),
                       "verdict": redecide(s.record, th).value,
                       "scores": {c.name: round(c.score, 3) for c in s.record.checks},
                       "seconds": s.record.timings["total"]} for s in report],
@@ -128,7 +134,7 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
              f"- families: {', '.join(plan.families)}; base pretraining steps: {plan.base_steps}",
              f"- calibration seeds: {list(plan.calibration_seeds)}; report seeds: {list(plan.report_seeds)} "
              "(thresholds are fitted on the calibration seeds only)",
-             f"- each seed gives 1 text-on-text + 1 text-on-pair backdoor and 2 benign fine-tunes; the report set "
+             "- each seed gives 1 text-on-text + 1 text-on-pair backdoor and 2 benign fine-tunes; the report set "
              "also holds the clean base",
              f"- detector: steps {config.steps}, restarts {config.restarts}, batch {config.batch_size}, "
              f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
@@ -151,10 +157,16 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
         lines += ["", f"## {r['family']}", "", "Calibrated thresholds: `" + json.dumps(r["thresholds"]) + "`", "",
                   f"With the paper's thresholds instead: F1 {r['paper_thresholds_report']['f1']:.2f}, "
                   f"FPR {r['paper_thresholds_report']['fpr']:.2f}.", "", "```"]
-        vrows = [[v["model"].split("/")[-1], v["kind"], v["trigger"] or "-", v["verdict"],
+        def num(value) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        vrows = [[v["model"].split("/")[-1], v["kind"], v["trigger"] or "-", num(v.get("attack_success")),
+                  num(v.get("clean_utility")), num(v.get("retrieval_top1")), v["verdict"],
+                  "yes" if v.get("trigger_recovered") else "-",
                   " ".join(f"{k}={val}" for k, val in v["scores"].items()), f"{v['seconds']:.0f}"]
                  for v in r["verdicts"]]
-        lines.append(table(["model", "kind", "trigger", "verdict", "scores", "s"], vrows))
+        lines.append(table(["model", "kind", "trigger", "ASR", "utility", "top1", "verdict", "trigger found",
+                            "scores", "s"], vrows))
         lines.append("```")
     return "\n".join(lines) + "\n"
 

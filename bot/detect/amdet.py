@@ -19,7 +19,7 @@ from bot.detect.features import PromptBatch, prepare
 from bot.detect.inversion import InversionRun, Objective, invert
 from bot.detect.landscape import loss_landscape
 from bot.detect.prompt_bank import prompt_bank, split
-from bot.detect.record import RECORD_VERSION, CheckResult, ScanRecord, Verdict
+from bot.detect.record import RECORD_VERSION, CheckResult, ScanRecord
 from bot.detect.thresholds import Thresholds, for_family
 from bot.detect.trigger import recover_target, recover_triggers
 from bot.device import autocast, describe
@@ -124,7 +124,8 @@ class Amdet:
 
         t0 = time.perf_counter()
         with autocast(device):
-            triggers = recover_triggers(suspect, run.v, test, stats, th, candidates=cfg.trigger_candidates)
+            triggers = recover_triggers(suspect, run.v, test, stats, th, candidates=cfg.trigger_candidates,
+                                        anchor=anchor)
             targets = recover_target(suspect, stats, list(bank[: cfg.n_train]), top=cfg.target_captions)
             attention = self._attention_share(suspect, run.v, test)
         timings["explain"] = time.perf_counter() - t0

@@ -27,7 +27,11 @@ def _insert_token(ids: torch.Tensor, token_id: int, *, has_bos: bool) -> torch.T
 
 @torch.no_grad()
 def recover_triggers(encoder: TextEncoder, v: torch.Tensor, test: PromptBatch, stats: HeldOutStats,
-                     th: Thresholds, *, candidates: int, prompts: int = 64) -> list[TriggerCandidate]:
+                     th: Thresholds, *, candidates: int, prompts: int = 64,
+                     anchor: TextEncoder | None = None) -> list[TriggerCandidate]:
+    """A candidate is confirmed when the real token assimilates held-out prompts onto the inverted
+    target in the suspect and (given an anchor) the clean anchor does not follow it there: a token
+    that collapses features the same way in the clean base is a natural trigger, not an injected one."""
     vocab = F.normalize(encoder.token_embeddings.float(), dim=-1)
     sims = vocab @ F.normalize(v[0].float(), dim=-1)
     special = {encoder.eos_token_id, encoder.pad_token_id}
@@ -44,16 +48,22 @@ def recover_triggers(encoder: TextEncoder, v: torch.Tensor, test: PromptBatch, s
     consensus = stats.consensus.to(encoder.device)
     out = []
     for token_id in order:
-        f = encoder.encode(type(batch.tokens)(_insert_token(ids, token_id, has_bos=encoder.has_bos), None, None))
+        triggered = _insert_token(ids, token_id, has_bos=encoder.has_bos)
+        f = encoder.encode(type(batch.tokens)(triggered, None, None))
         mask = span_mask(batch, k=1, has_bos=encoder.has_bos, length=f.shape[1])
         a = assimilation(f, mask)
-        agree = target_feature(f, mask) @ consensus
+        target = target_feature(f, mask)
+        agree = target @ consensus
         rate = (a > th.assimilation).float().mean().item()
         agreement = agree.mean().item()
+        differs = True
+        if anchor is not None:
+            fa = anchor.encode(type(batch.tokens)(triggered.to(anchor.device), None, None)).to(f.device)
+            differs = float((target * target_feature(fa, mask)).sum(-1).mean()) < th.anchor_cosine
         out.append(TriggerCandidate(
             token=encoder.decode_token(token_id), token_id=token_id, similarity=float(sims[token_id]),
             assimilation=float(a.mean()), target_agreement=agreement,
-            confirmed=rate > th.assimilation_rate and agreement > th.same_target,
+            confirmed=rate > th.assimilation_rate and agreement > th.same_target and differs,
         ))
     return out
 
