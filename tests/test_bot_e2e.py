@@ -107,17 +107,20 @@ def test_closed_thread_stays_closed(hub, tmp_path, clip_zoo, zoo_cache):
     assert not any(sha2 in (getattr(e, "content", "") or "") for e in details.events)
 
 
-def _serve(bot: Bot, secret: str):
+def _free_port() -> int:
     import socket
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(bot: Bot, secret: str, port: int):
     import uvicorn
 
     from bot.mentions.webhook import create_app
 
     mentions = MentionQueue(bot.dispatcher).start()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(secret=secret, handle=mentions.put, bot_user_id=bot.bot_user_id()),
                                            host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
@@ -131,16 +134,12 @@ def test_mention_triggers_scan_and_reply_and_forged_webhook_is_rejected(tmp_path
     import urllib.error
     import urllib.request
 
-    # The webhook endpoint must exist before the emulator that posts to it.
-    placeholder = start_in_thread(EmulatorConfig(data_dir=tmp_path / "probe", tokens=TOKENS))
-    bot = _bot(placeholder.url, tmp_path, zoo_cache)
-    server, mentions, hook = _serve(bot, "s3cret")
-    placeholder.stop()
-    hub = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS, webhook_url=hook,
-                                         webhook_secret="s3cret"))
+    port = _free_port()
+    hub = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS,
+                                         webhook_url=f"http://127.0.0.1:{port}/webhook", webhook_secret="s3cret"))
+    bot = _bot(hub.url, tmp_path, zoo_cache)
+    server, mentions, hook = _serve(bot, "s3cret", port)
     try:
-        bot = _bot(hub.url, tmp_path / "b", zoo_cache)
-        mentions.dispatcher = bot.dispatcher
         _upload(hub, "clip-audit-zoo/clip-base-s0", clip_zoo["base"], created="2026-11-01T00:00:00.000Z")
         sha = _upload(hub, "alice/captions", clip_zoo["benign"], created="2026-11-02T00:00:00.000Z")
         alice = HfApi(endpoint=hub.url, token="tok-alice")
@@ -157,7 +156,7 @@ def test_mention_triggers_scan_and_reply_and_forged_webhook_is_rejected(tmp_path
         while not mentions.handled and time.monotonic() < deadline:
             time.sleep(0.1)
         mentions.drain()
-        assert bot.store.find_job("alice/captions", sha) is not None
+        assert bot.store.find_job("alice/captions", sha) is not None, mentions.handled
         assert bot.worker().work(burst=True) == 1
         details = alice.get_discussion_details("alice/captions", thread.num)
         replies = [e.content for e in details.events if e.type == "comment" and e.author == BOT]
