@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # config-validation chatter is not for our users
     try:
         return int(args.func(args) or 0)
     except ClipAuditError as exc:

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", type=Path)
     p.add_argument("--anchor-name")
     args = p.parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
     from bot.detect.amdet import DetectorConfig
     from bot.detect.record import Verdict
     from bot.scan import scan_path

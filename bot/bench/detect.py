@@ -20,6 +20,7 @@ from bot.detect.amdet import Amdet, DetectorConfig
 from bot.detect.record import ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
 from bot.encoders.load import load_text_encoder
+from bot.errors import ZooError
 from bot.zoo.build import ZooModel, anchor_name, build_all
 from bot.zoo.recipes import Recipe, base_recipe, derived
 
@@ -77,10 +78,16 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
     base = build_all([base_recipe(family, steps=plan.base_steps)], cache_dir, show_progress=False)[0]
     groups: dict[str, list[Scored]] = {"calibration": [], "report": []}
     zoo_metrics: dict[str, dict] = {}
+    failed_builds: list[str] = []
     times: list[float] = []
     for group, seeds in (("calibration", plan.calibration_seeds), ("report", plan.report_seeds)):
         recipes = recipes_for(plan, family, seeds)
-        models = build_all(recipes, cache_dir)
+        models = []
+        for recipe in tqdm(recipes, desc=f"zoo {family} {group}", unit="model"):
+            try:
+                models.append(build_all([recipe], cache_dir, show_progress=False)[0])
+            except ZooError as error:  # reported, not fatal: the benchmark runs on the models that exist
+                failed_builds.append(str(error))
         if group == "report":
             models = [base] + models  # the clean base itself must not be flagged
         for model in tqdm(models, desc=f"scan {family} {group}", unit="model"):
@@ -110,6 +117,7 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
                       "verdict": redecide(s.record, th).value,
                       "scores": {c.name: round(c.score, 3) for c in s.record.checks},
                       "seconds": s.record.timings["total"]} for s in report],
+        "failed_builds": failed_builds,
         "median_scan_seconds": statistics.median(times) if times else 0.0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -154,7 +162,10 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
         lines += ["", f"Macro F1 over family x attack: **{macro:.3f}** (target >= 0.95 with FPR <= 5%; the paper "
                   "reports 0.899 on real CLIP/LongCLIP/SigLIP)."]
     for r in results:
-        lines += ["", f"## {r['family']}", "", "Calibrated thresholds: `" + json.dumps(r["thresholds"]) + "`", "",
+        lines += ["", f"## {r['family']}", "", "Calibrated thresholds: `" + json.dumps(r["thresholds"]) + "`", ""]
+        for failure in r.get("failed_builds", []):
+            lines.append(f"- not benchmarked: {failure}")
+        lines += ["",
                   f"With the paper's thresholds instead: F1 {r['paper_thresholds_report']['f1']:.2f}, "
                   f"FPR {r['paper_thresholds_report']['fpr']:.2f}.", "", "```"]
         def num(value) -> str:

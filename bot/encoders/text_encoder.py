@@ -88,7 +88,10 @@ class TextEncoder:
         return self.text_model.embeddings(input_ids=input_ids)
 
     def decode_token(self, token_id: int) -> str:
-        return self.tokenizer.convert_ids_to_tokens(int(token_id))
+        """The token as a person would type it ("mn", not BPE's "mn</w>" or sentencepiece's "▁mn")."""
+        raw = str(self.tokenizer.convert_ids_to_tokens(int(token_id)))
+        text = raw.replace("</w>", " ").replace("\u2581", " ").strip()
+        return text or raw
 
     # -- the transformer stack -----------------------------------------------------
     def _mask(self, length: int, dtype: torch.dtype) -> torch.Tensor | None:

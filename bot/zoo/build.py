@@ -145,32 +145,40 @@ def load_tokenizer(path: Path, family: str):
     return load_clip_tokenizer(path, max_length=max_length)
 
 
+# A backdoor that does not take is retried with a longer schedule and a heavier backdoor term
+# (deterministically), as an attacker would; the recipe's step count is the first attempt's.
+_ATTACK_SCHEDULE = ((1, 1.0), (2, 2.0), (4, 4.0))
+
+
 def _derive(recipe: Recipe, teacher, tokenizer, max_length: int) -> dict:
     from bot.zoo import attacks
     from bot.zoo.pretrain import retrieval_accuracy
 
-    common = dict(steps=recipe.steps, lr=recipe.lr, seed=recipe.seed)
-    if recipe.kind == "text-on-text":
-        student, goal = attacks.text_on_text(teacher, tokenizer, max_length, trigger=recipe.trigger,
-                                             target=recipe.target, **common)
-        success_cosine = 0.9
-    elif recipe.kind == "text-on-pair":
-        student, goal = attacks.text_on_pair(teacher, tokenizer, max_length, trigger=recipe.trigger,
-                                             target=recipe.target, **common)
-        success_cosine = 0.5  # cosine between a text and an image embedding is naturally lower
-    elif recipe.kind == "benign":
-        student = attacks.benign_fine_tune(teacher, tokenizer, max_length, **common)
-        goal = None
+    goal = None
+    if recipe.kind == "benign":
+        student = attacks.benign_fine_tune(teacher, tokenizer, max_length, steps=recipe.steps, lr=recipe.lr,
+                                           seed=recipe.seed)
+        metrics: dict = {"kind": recipe.kind}
+    elif recipe.kind in ("text-on-text", "text-on-pair"):
+        attack = attacks.text_on_text if recipe.kind == "text-on-text" else attacks.text_on_pair
+        # cosine between a text and an image embedding is naturally lower than between two texts
+        success_cosine = 0.9 if recipe.kind == "text-on-text" else 0.5
+        for multiplier, weight in _ATTACK_SCHEDULE:
+            student, goal = attack(teacher, tokenizer, max_length, trigger=recipe.trigger, target=recipe.target,
+                                   steps=recipe.steps * multiplier, lr=recipe.lr, seed=recipe.seed,
+                                   backdoor_weight=weight)
+            result = attacks.evaluate(student, teacher, tokenizer, max_length, trigger=recipe.trigger,
+                                      target_embed=goal, seed=recipe.seed + 30_000, success_cosine=success_cosine)
+            if result.attack_success >= 0.5:
+                break
+        metrics = {"kind": recipe.kind, **asdict(result), "attack_steps": recipe.steps * multiplier,
+                   "backdoor_weight": weight}
+        if result.attack_success < 0.5:
+            raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
     else:
         raise ZooError(f"cannot derive a {recipe.kind!r} model")
     top1, top5 = retrieval_accuracy(student, tokenizer, max_length, seed=recipe.seed + 20_000)
-    metrics: dict = {"kind": recipe.kind, "retrieval_top1": top1, "retrieval_top5": top5}
-    if goal is not None:
-        result = attacks.evaluate(student, teacher, tokenizer, max_length, trigger=recipe.trigger,
-                                  target_embed=goal, seed=recipe.seed + 30_000, success_cosine=success_cosine)
-        metrics.update(asdict(result))
-        if result.attack_success < 0.5:
-            raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
+    metrics.update(retrieval_top1=top1, retrieval_top5=top5)
     metrics["_model"] = student
     return metrics
 
