@@ -33,11 +33,17 @@ class ScanFailed(ClipAuditError):
     """The scanning subprocess failed on this checkpoint."""
 
 
+def child_environment(environ: dict[str, str] | os._Environ) -> dict[str, str]:
+    """The scanning child's environment: no Hub token or webhook secret, and no Hub access."""
+    env = {k: v for k, v in environ.items() if k not in _SECRET_ENV and "TOKEN" not in k.upper()}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
 def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Path | None, model_name: str,
                        revision: str, settings: Settings, anchor_cache: Path,
                        extra_anchor: tuple[str, Path] | None = None) -> ScanRecord:
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-    env["HF_HUB_OFFLINE"] = "1"  # the child never talks to the Hub
+    env = child_environment(os.environ)
     with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
         out = Path(tmp) / "record.json"
         cmd = [sys.executable, "-m", "bot.scan_child", str(snapshot), "--json", str(out), "--device", settings.device,
