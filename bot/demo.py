@@ -59,11 +59,6 @@ def _step(n: int, total: int, text: str) -> None:
     print(f"\n[{n}/{total}] {text}", flush=True)
 
 
-def _files(directory: Path) -> dict[str, Path]:
-    return {str(p.relative_to(directory)): p for p in sorted(directory.rglob("*")) if p.is_file()
-            and p.name not in ("recipe.json", "metrics.json")}
-
-
 def build_demo_zoo(cache_dir: Path) -> dict[str, object]:
     from bot.zoo.build import build_all
     from bot.zoo.recipes import base_recipe, derived
@@ -93,6 +88,7 @@ def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, de
     from bot.report_text import table
     from bot.service import Bot, MentionQueue
     from bot.settings import load_settings
+    from bot.zoo.hub_seed import model_files
 
     total = 6
     workdir = workdir or cache_dir / "demo"
@@ -126,7 +122,7 @@ def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, de
                         "and one pickle-only repo")
         for i, repo in enumerate(DEMO_REPOS):
             path = _export(zoo[repo.recipe_kind], repo, workdir / "exports" / repo.repo_id.replace("/", "__"))
-            emulator.state.create_repo(repo.repo_id, files=_files(path), tags=list(repo.tags),
+            emulator.state.create_repo(repo.repo_id, files=model_files(path), tags=list(repo.tags),
                                        pipeline_tag=repo.pipeline_tag, library_name=repo.library,
                                        created_at=f"2026-11-0{i + 1}T10:00:00.000Z")
         emulator.state.create_repo("bob/legacy-clip-bin", files={

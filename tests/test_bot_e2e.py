@@ -17,15 +17,11 @@ from huggingface_hub import HfApi
 from bot.hub.emulator import EmulatorConfig, start_in_thread
 from bot.service import Bot, MentionQueue
 from bot.settings import load_settings
+from bot.zoo.hub_seed import model_files
 
 BOT, ALICE, MALLORY = "clip-audit-bot", "alice", "mallory"
 TOKENS = {"tok-bot": BOT, "tok-alice": ALICE, "tok-mallory": MALLORY}
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _files(directory: Path) -> dict[str, Path]:
-    return {str(p.relative_to(directory)): p for p in directory.rglob("*")
-            if p.is_file() and p.name not in ("recipe.json", "metrics.json")}
 
 
 def _settings(url: str, tmp: Path, **extra) -> dict[str, str]:
@@ -49,7 +45,7 @@ def _bot(url: str, tmp: Path, zoo_cache: Path, **extra) -> Bot:
 
 
 def _upload(hub, repo_id: str, model, *, created: str) -> str:
-    return hub.state.create_repo(repo_id, files=_files(model.path), tags=["clip"], library_name="transformers",
+    return hub.state.create_repo(repo_id, files=model_files(model.path), tags=["clip"], library_name="transformers",
                                  pipeline_tag="zero-shot-image-classification", created_at=created)
 
 
