@@ -80,9 +80,12 @@ def _cmd_zoo_build(args) -> int:
         raise UsageError("--per-kind must be >= 0 and --base-steps >= 1")
     zoo_plan = plan("cli", families=tuple(args.families), per_kind=args.per_kind, seed_offset=args.seed_offset,
                     base_steps=args.base_steps)
-    models = build_all(zoo_plan.recipes, args.cache_dir)
+    failures: list = []
+    models = build_all(zoo_plan.recipes, args.cache_dir, failures=failures)
     _print_zoo(models)
-    return EXIT_CLEAN
+    for failure in failures:
+        print(f"not built: {failure}", file=sys.stderr)
+    return EXIT_ERROR if failures else EXIT_CLEAN
 
 
 def _cmd_zoo_list(args) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bot.detect.checks import checks_from_arrays, decide, landscape_check
+from bot.detect.checks import checks_from_arrays, decide, landscape_check, severity
 from bot.detect.record import ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
 
@@ -25,13 +25,25 @@ class Scored:
     target: str | None
 
 
+def _decide(assimilation: list[float], agreement: list[float], anchor_agreement: list[float],
+            landscape_ratio: float | None, th: Thresholds, *, has_anchor: bool) -> Verdict:
+    anchor = np.asarray(anchor_agreement) if anchor_agreement else None
+    checks = checks_from_arrays(np.asarray(assimilation), np.asarray(agreement), anchor, th)
+    if landscape_ratio is not None:
+        checks.append(landscape_check(landscape_ratio, th))
+    return decide(checks, has_anchor=has_anchor)
+
+
 def redecide(record: ScanRecord, th: Thresholds) -> Verdict:
-    anchor = np.asarray(record.anchor_agreement) if record.anchor_agreement else None
-    checks = checks_from_arrays(np.asarray(record.assimilation_with_trigger), np.asarray(record.target_agreement),
-                                anchor, th)
-    if record.landscape is not None:
-        checks.append(landscape_check(record.landscape.positive_ratio, th))
-    return decide(checks, has_anchor=record.anchor is not None)
+    """The verdict the scan would have given under `th`: the most severe over its restarts, as in a scan."""
+    has_anchor = record.anchor is not None
+    if record.candidates:
+        verdicts = [_decide(c.assimilation, c.target_agreement, c.anchor_agreement, c.landscape_positive_ratio, th,
+                            has_anchor=has_anchor) for c in record.candidates]
+        return max(verdicts, key=severity)
+    ratio = record.landscape.positive_ratio if record.landscape is not None else None
+    return _decide(record.assimilation_with_trigger, record.target_agreement, record.anchor_agreement, ratio, th,
+                   has_anchor=has_anchor)
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,10 @@ def calibrate(items: list[Scored], *, start: Thresholds = PAPER) -> Thresholds:
     """Grid search for the thresholds with the best F1 on `items`, ties broken towards the
     paper's values (the smallest move from a published operating point)."""
     grid = {
-        "assimilation": (0.6, 0.7, 0.8),
-        "assimilation_rate": (0.5, 0.7, 0.8),
+        # low values too: a text-on-text backdoor maps prompts onto a whole target sentence, whose
+        # token features are alike only in part, so its assimilation can sit well under the paper's
+        "assimilation": (0.5, 0.6, 0.7, 0.8),
+        "assimilation_rate": (0.3, 0.5, 0.7, 0.8),
         "same_target": (0.92, 0.95, 0.97),
         "same_target_rate": (0.8, 0.9, 0.95),
         "anchor_cosine": (0.0, 0.5, 0.8, 0.9, 0.95),

@@ -1,11 +1,12 @@
 """`clip-audit bench detect`: build a zoo, scan every model, calibrate on some seeds, report on others.
 
-Scan records are cached per model under CACHE/bench/records/, so an interrupted
+Scan records are cached per model and detector configuration under CACHE/bench/records/<config>/, so an interrupted
 benchmark resumes where it stopped and a re-run only re-renders the report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import statistics
@@ -42,8 +43,14 @@ def recipes_for(plan: BenchPlan, family: str, seeds: tuple[int, ...]) -> list[Re
     return out
 
 
+def config_key(config: DetectorConfig) -> str:
+    """Records are cached per model AND detector configuration: a changed knob means a fresh scan."""
+    knobs = {k: v for k, v in asdict(config).items() if k != "show_progress"}
+    return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, records_dir: Path) -> ScanRecord:
-    out = records_dir / f"{model.recipe.name}-{model.recipe.key}.json"
+    out = records_dir / config_key(config) / f"{model.recipe.name}-{model.recipe.key}.json"
     if out.is_file():
         return ScanRecord.from_json(out.read_text())
     suspect = load_text_encoder(model.path)
@@ -144,7 +151,8 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
              "(listed per family below)",
              "- each seed gives 1 text-on-text + 1 text-on-pair backdoor and 2 benign fine-tunes; the report set "
              "also holds the clean base",
-             f"- detector: steps {config.steps}, restarts {config.restarts}, batch {config.batch_size}, "
+             f"- detector: steps {config.steps}, restarts {config.restarts} (anchor weights {list(config.gammas)}), "
+             f"batch {config.batch_size}, "
              f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
              f"- wall time {seconds / 60:.1f} min in all (zoo building and scans) on a 2-core CPU", ""]
     rows = []

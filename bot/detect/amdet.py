@@ -14,12 +14,12 @@ import torch
 from tqdm.auto import tqdm
 
 from bot import __version__
-from bot.detect.checks import HeldOutStats, decide, feature_checks, held_out_stats, landscape_check
+from bot.detect.checks import decide, feature_checks, held_out_stats, landscape_check, margin, severity
 from bot.detect.features import PromptBatch, prepare
-from bot.detect.inversion import InversionRun, Objective, invert
+from bot.detect.inversion import Objective, invert
 from bot.detect.landscape import loss_landscape
 from bot.detect.prompt_bank import prompt_bank, split
-from bot.detect.record import RECORD_VERSION, CheckResult, ScanRecord
+from bot.detect.record import RECORD_VERSION, Candidate, ScanRecord
 from bot.detect.thresholds import Thresholds, for_family
 from bot.detect.trigger import recover_target, recover_triggers
 from bot.device import autocast, describe
@@ -35,11 +35,14 @@ class DetectorConfig:
     n_test: int = 200                # held-out prompts for the checks
     batch_size: int = 16
     steps: int = 300                 # max Adam steps per restart
-    restarts: int = 2                # random restarts; stop at the first that passes the checks
+    restarts: int = 3                # random restarts, run side by side in one batch
     lr: float = 8e-2
     weight_decay: float = 1e-5
     beta: float = 0.1
-    gamma: float = 0.1
+    # anchor weight per restart (cycled): the reference's 0.1 finds the strongest feature-collapsing
+    # direction, which in a fine-tune is often the natural one it shares with its base; 1.0 pushes
+    # away from what the anchor does and finds the injected one (docs/detector.md)
+    gammas: tuple[float, ...] = (0.1, 1.0, 1.0)
     patience: int = 60               # stop a restart when the running loss stalls this long
     seed: int = 0
     landscape_grid: int = 15
@@ -49,6 +52,10 @@ class DetectorConfig:
     trigger_candidates: int = 8
     target_captions: int = 5
     show_progress: bool = True
+
+
+def _rounded(values: torch.Tensor) -> list[float]:
+    return [round(float(a), 5) for a in values]
 
 
 def _versions() -> dict[str, str]:
@@ -85,42 +92,40 @@ class Amdet:
             test = prepare(suspect, anchor, test_prompts, k=cfg.k)
         timings["prepare"] = time.perf_counter() - t0
 
-        objective = Objective(suspect, anchor, k=cfg.k, beta=cfg.beta, gamma=cfg.gamma)
+        objective = Objective(suspect, anchor, k=cfg.k, beta=cfg.beta, gamma=cfg.gammas[0])
+        gammas = [cfg.gammas[r % len(cfg.gammas)] for r in range(cfg.restarts)]
         t0 = time.perf_counter()
-        best: tuple[InversionRun, HeldOutStats, list[CheckResult]] | None = None
-        restarts_run = 0
-        bar = tqdm(total=cfg.steps * cfg.restarts, desc=f"invert {model or suspect.source}", unit="step",
-                   leave=False, disable=not cfg.show_progress)
-        with bar:
-            for restart in range(cfg.restarts):
-                restarts_run += 1
-                with autocast(device):
-                    run = invert(objective, train, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                 weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience,
-                                 progress=bar)
-                    stats = held_out_stats(objective, run.v, test)
-                checks = feature_checks(stats, th)
-                score = sum(c.score / max(c.threshold, 1e-6) for c in checks)
-                if best is None or score > sum(c.score / max(c.threshold, 1e-6) for c in best[2]):
-                    best = (run, stats, checks)
-                if all(c.passed for c in checks):
-                    break  # the decision is certain enough: no more restarts needed
-                bar.total = bar.n + cfg.steps * (cfg.restarts - restart - 1)
+        bar = tqdm(total=cfg.steps, desc=f"invert {model or suspect.source}", unit="step", leave=False,
+                   disable=not cfg.show_progress)
+        with bar, autocast(device):
+            runs = invert(objective, train, gammas=gammas, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience, progress=bar)
         timings["inversion"] = time.perf_counter() - t0
-        assert best is not None
-        run, stats, checks = best
 
-        landscape = None
-        feature_pass = anchor is not None and all(c.passed for c in checks)
-        if feature_pass or (cfg.always_landscape and anchor is not None):
-            t0 = time.perf_counter()
-            lbatch = test.select(torch.arange(min(cfg.landscape_prompts, cfg.n_test), device=device))
-            radius = cfg.landscape_radius * float(run.v.norm())
+        t0 = time.perf_counter()
+        lbatch = test.select(torch.arange(min(cfg.landscape_prompts, cfg.n_test), device=device))
+        scored = []
+        for run in runs:
+            run_objective = objective.with_gamma(run.gamma)
             with autocast(device):
-                landscape = loss_landscape(objective, run.v, lbatch, grid=cfg.landscape_grid, radius=radius,
-                                           generator=generator)
-            checks = checks + [landscape_check(landscape.positive_ratio, th)]
-            timings["landscape"] = time.perf_counter() - t0
+                stats = held_out_stats(run_objective, run.v, test)
+            checks = feature_checks(stats, th)
+            landscape = None
+            if anchor is not None and (cfg.always_landscape or all(c.passed for c in checks)):
+                with autocast(device):
+                    landscape = loss_landscape(run_objective, run.v, lbatch, grid=cfg.landscape_grid,
+                                               radius=cfg.landscape_radius * float(run.v.norm()),
+                                               generator=generator)
+                checks = checks + [landscape_check(landscape.positive_ratio, th)]
+            scored.append((run, stats, checks, landscape, decide(checks, has_anchor=anchor is not None)))
+        timings["checks"] = time.perf_counter() - t0
+        # The most suspicious restart speaks for the scan: an injected backdoor needs only one.
+        run, stats, checks, landscape, verdict = max(scored, key=lambda c: (severity(c[4]), margin(c[2])))
+        candidates = [Candidate(gamma=r.gamma, steps=r.steps, verdict=v, checks=c,
+                                assimilation=_rounded(st.assimilation), target_agreement=_rounded(st.agreement),
+                                anchor_agreement=[] if st.anchor_agreement is None else _rounded(st.anchor_agreement),
+                                landscape_positive_ratio=None if ls is None else ls.positive_ratio)
+                      for r, st, c, ls, v in scored]
 
         t0 = time.perf_counter()
         with autocast(device):
@@ -130,7 +135,6 @@ class Amdet:
             attention = self._attention_share(suspect, run.v, test)
         timings["explain"] = time.perf_counter() - t0
 
-        verdict = decide(checks, has_anchor=anchor is not None)
         if anchor is None:
             notes.append("no anchor (clean base) model was available: the different-target check and the "
                          "verdict need one")
@@ -139,14 +143,14 @@ class Amdet:
             record_version=RECORD_VERSION, model=model or suspect.source, revision=revision,
             family=suspect.family, format=suspect.format, anchor=anchor_name or (anchor.source if anchor else None),
             verdict=verdict, checks=checks, target_captions=targets, triggers=triggers, landscape=landscape,
-            assimilation_with_trigger=[round(float(a), 5) for a in stats.assimilation],
-            assimilation_without_trigger=[round(float(a), 5) for a in stats.clean_assimilation],
-            attention_share_per_layer=attention, restarts=restarts_run, steps=len(run.losses), seed=cfg.seed,
+            assimilation_with_trigger=_rounded(stats.assimilation),
+            assimilation_without_trigger=_rounded(stats.clean_assimilation),
+            attention_share_per_layer=attention, restarts=len(runs), steps=run.steps, seed=cfg.seed,
             timings={k: round(v, 3) for k, v in timings.items()}, device=describe(device), versions=_versions(),
             notes=notes,
-            target_agreement=[round(float(a), 5) for a in stats.agreement],
-            anchor_agreement=[] if stats.anchor_agreement is None
-            else [round(float(a), 5) for a in stats.anchor_agreement],
+            target_agreement=_rounded(stats.agreement),
+            anchor_agreement=[] if stats.anchor_agreement is None else _rounded(stats.anchor_agreement),
+            candidates=candidates,
         )
 
     @torch.no_grad()

@@ -119,3 +119,16 @@ def decide(checks: list[CheckResult], *, has_anchor: bool) -> Verdict:
     if landscape and not landscape[0].passed:
         return Verdict.NATURAL_ONLY
     return Verdict.BACKDOOR
+
+
+_SEVERITY = {Verdict.CLEAN: 0, Verdict.INCONCLUSIVE: 0, Verdict.NATURAL_ONLY: 1, Verdict.BACKDOOR: 2}
+
+
+def severity(verdict: Verdict) -> int:
+    """Order for picking among restarts: one restart that finds an injected backdoor is enough."""
+    return _SEVERITY[verdict]
+
+
+def margin(checks: list[CheckResult]) -> float:
+    """How far the checks are past (or short of) their thresholds, summed; breaks ties between restarts."""
+    return sum(c.score / max(c.threshold, 1e-6) for c in checks)

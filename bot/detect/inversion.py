@@ -3,6 +3,8 @@
 L(v) = -A(F') + beta * cos(F, F') + gamma * cos(F'_anchor, F')
 
 Only v has a gradient: both encoders are frozen, so no weight gradients are computed.
+Restarts run side by side in one batch (each with its own gamma): on a CPU a tiny
+tower's step time is mostly per-call overhead, so R restarts cost little more than one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ class Objective:
         self.beta = beta
         self.gamma = gamma
 
-    def terms(self, v: torch.Tensor, batch: PromptBatch) -> LossTerms:
+    def with_gamma(self, gamma: float) -> "Objective":
+        return Objective(self.suspect, self.anchor, k=self.k, beta=self.beta, gamma=gamma)
+
+    def terms(self, v: torch.Tensor, batch: PromptBatch, *, gamma: torch.Tensor | None = None) -> LossTerms:
+        """gamma: an optional per-row anchor weight [B] (side-by-side restarts), else self.gamma."""
         s = self.suspect
         length = min(s.max_length, batch.length + self.k)
         x = insert(batch.x_suspect, v, has_bos=s.has_bos, max_length=length)
@@ -54,7 +60,8 @@ class Objective:
             xa = insert(batch.x_anchor, v.to(batch.x_anchor.device), has_bos=s.has_bos, max_length=length)
             f_anchor = self.anchor.encode_embeddings(xa).to(f.device)
             anchor_cos = positionwise_cosine(f_anchor, f, mask)
-            total = total + self.gamma * anchor_cos
+            weight = self.gamma if gamma is None else gamma.to(anchor_cos.dtype)
+            total = total + weight * anchor_cos
         return LossTerms(total=total, assimilation=a, self_cosine=self_cos, anchor_cosine=anchor_cos,
                          f_suspect=f, f_anchor=f_anchor, mask=mask)
 
@@ -65,39 +72,56 @@ class Objective:
 @dataclass
 class InversionRun:
     v: torch.Tensor          # [k,d], detached
+    gamma: float             # the anchor weight this restart ran with
     losses: list[float]      # running loss per step
     steps: int
     stopped_early: bool
 
 
-def invert(objective: Objective, train: PromptBatch, *, steps: int, batch_size: int, lr: float,
-           weight_decay: float, generator: torch.Generator, patience: int = 60,
-           progress=None) -> InversionRun:
-    """Adam on v. Stops early once the running loss has not improved for `patience` steps."""
+def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], steps: int, batch_size: int,
+           lr: float, weight_decay: float, generator: torch.Generator, patience: int = 60,
+           progress=None) -> list[InversionRun]:
+    """Adam on one v per restart, all restarts in one batch. A restart stops once its running loss
+    has not improved for `patience` steps; the batch shrinks to the restarts still going."""
+    r_count = len(gammas)
     d = objective.suspect.hidden_size
     device = objective.suspect.device
-    v = torch.randn(objective.k, d, generator=generator).to(device).requires_grad_(True)
+    v = torch.randn(r_count, objective.k, d, generator=generator).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([v], lr=lr, weight_decay=weight_decay)
+    gamma_of = torch.tensor(gammas, dtype=torch.float32, device=device)
     n = train.x_suspect.shape[0]
-    losses: list[float] = []
-    best, since_best = float("inf"), 0
+    losses: list[list[float]] = [[] for _ in range(r_count)]
+    best = [float("inf")] * r_count
+    since_best = [0] * r_count
+    finished: dict[int, InversionRun] = {}
     step = 0
     for step in range(1, steps + 1):
+        active = [r for r in range(r_count) if r not in finished]
         index = torch.randint(0, n, (batch_size,), generator=generator).to(device)
-        loss = objective.loss(v, train.select(index))
+        batch = train.select(index.repeat(len(active)))  # restart-major rows
+        rows = torch.tensor(active, device=device).repeat_interleave(batch_size)
+        total = objective.terms(v[rows], batch, gamma=gamma_of[rows]).total
+        per_restart = total.view(len(active), batch_size).mean(1)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        per_restart.sum().backward()  # restarts share no parameters: each gets its own gradient
         optimizer.step()
-        value = loss.item()
-        running = value if not losses else 0.9 * losses[-1] + 0.1 * value
-        losses.append(running)
+        for r, value in zip(active, per_restart.tolist()):
+            running = value if not losses[r] else 0.9 * losses[r][-1] + 0.1 * value
+            losses[r].append(running)
+            if running < best[r] - 1e-3:
+                best[r], since_best[r] = running, 0
+            else:
+                since_best[r] += 1
+            if since_best[r] >= patience:
+                finished[r] = InversionRun(v=v[r].detach().clone(), gamma=gammas[r], losses=losses[r],
+                                           steps=step, stopped_early=True)
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{running:.3f}")
-        if running < best - 1e-3:
-            best, since_best = running, 0
-        else:
-            since_best += 1
-            if since_best >= patience:
-                break
-    return InversionRun(v=v.detach(), losses=losses, steps=step, stopped_early=step < steps)
+            progress.set_postfix(loss=f"{min(l[-1] for l in losses):.3f}", running=r_count - len(finished))
+        if len(finished) == r_count:
+            break
+    for r in range(r_count):
+        if r not in finished:
+            finished[r] = InversionRun(v=v[r].detach().clone(), gamma=gammas[r], losses=losses[r], steps=step,
+                                       stopped_early=False)
+    return [finished[r] for r in range(r_count)]

@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # v1 records (before side-by-side restarts) have no candidates
 
 
 class Verdict(str, enum.Enum):
@@ -56,6 +57,32 @@ class Landscape:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One inversion restart: enough per-prompt statistics to re-decide it under other thresholds."""
+
+    gamma: float                   # anchor weight of this restart's objective
+    steps: int
+    verdict: Verdict
+    checks: list[CheckResult]
+    assimilation: list[float]      # per held-out prompt, with the inverted pseudo-token
+    target_agreement: list[float]
+    anchor_agreement: list[float]
+    landscape_positive_ratio: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Candidate":
+        return cls(gamma=data["gamma"], steps=data["steps"], verdict=Verdict(data["verdict"]),
+                   checks=[CheckResult(**c) for c in data["checks"]], assimilation=list(data["assimilation"]),
+                   target_agreement=list(data["target_agreement"]), anchor_agreement=list(data["anchor_agreement"]),
+                   landscape_positive_ratio=data.get("landscape_positive_ratio"))
+
+
+@dataclass(frozen=True)
 class ScanRecord:
     record_version: int
     model: str                     # path or repo id
@@ -83,10 +110,13 @@ class ScanRecord:
     # per held-out prompt: cosine of its target to the consensus target, and to the anchor's target
     target_agreement: list[float] = field(default_factory=list)
     anchor_agreement: list[float] = field(default_factory=list)
+    # every restart; the top-level fields describe the most suspicious one
+    candidates: list[Candidate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"] = self.verdict.value
+        data["candidates"] = [c.to_dict() for c in self.candidates]
         return data
 
     def to_json(self) -> str:
@@ -94,7 +124,7 @@ class ScanRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ScanRecord":
-        if data.get("record_version") != RECORD_VERSION:
+        if data.get("record_version") not in READABLE_VERSIONS:
             raise ValueError(f"unsupported record_version {data.get('record_version')!r}")
         landscape = data.get("landscape")
         return cls(
@@ -121,6 +151,7 @@ class ScanRecord:
             notes=list(data.get("notes", [])),
             target_agreement=list(data.get("target_agreement", [])),
             anchor_agreement=list(data.get("anchor_agreement", [])),
+            candidates=[Candidate.from_dict(c) for c in data.get("candidates", [])],
         )
 
     @classmethod

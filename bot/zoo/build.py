@@ -183,10 +183,18 @@ def _derive(recipe: Recipe, teacher, tokenizer, max_length: int) -> dict:
     return metrics
 
 
-def build_all(recipes: list[Recipe] | tuple[Recipe, ...], cache_dir: Path, *, show_progress: bool = True) -> list[ZooModel]:
+def build_all(recipes: list[Recipe] | tuple[Recipe, ...], cache_dir: Path, *, show_progress: bool = True,
+              failures: list[ZooError] | None = None) -> list[ZooModel]:
+    """Build (or load from cache) every recipe. With `failures`, a model that cannot be built
+    (e.g. a backdoor that did not take) is recorded there and the rest still get built."""
     models = []
     with tqdm(recipes, desc="zoo", unit="model", disable=not show_progress) as bar:
         for recipe in bar:
             bar.set_postfix_str(recipe.name)
-            models.append(build(recipe, cache_dir))
+            try:
+                models.append(build(recipe, cache_dir))
+            except ZooError as error:
+                if failures is None:
+                    raise
+                failures.append(error)
     return models
