@@ -68,7 +68,7 @@ def _cmd_emulator(args) -> int:
     import os
 
     from bot.errors import UsageError
-    from bot.hub.emulator import EmulatorConfig, build_state, create_server
+    from bot.hub.emulator import EmulatorConfig, build_state, create_server, serve_until_interrupted
 
     tokens = {}
     for pair in [p for p in os.environ.get("HUB_EMULATOR_TOKENS", "").split(",") if p.strip()] + args.token:
@@ -88,12 +88,7 @@ def _cmd_emulator(args) -> int:
         print(f"seeded {len(created)} zoo repo(s) from {args.seed_zoo / 'zoo'}")
     server = create_server(config, state)
     print(f"Hub emulator on {server.url} (data in {args.data_dir}); Ctrl-C stops it", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
     return EXIT_CLEAN
 
 

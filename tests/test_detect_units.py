@@ -125,3 +125,60 @@ def test_calibration_finds_separating_thresholds_and_metrics_count_correctly():
     th = calibrate(items)
     m = metrics(items, th)
     assert (m.precision, m.recall, m.fpr) == (1.0, 1.0, 0.0)
+
+
+def _candidate(assim: float, agree: float, anchor: float, ratio: float, gamma: float, n: int = 40):
+    from bot.detect.record import Candidate
+
+    return Candidate(gamma=gamma, steps=100, verdict=Verdict.CLEAN, checks=[], assimilation=[assim] * n,
+                     target_agreement=[agree] * n, anchor_agreement=[anchor] * n, landscape_positive_ratio=ratio)
+
+
+def test_redecide_takes_the_most_severe_restart():
+    from dataclasses import replace
+
+    from bot.bench.calibrate import redecide
+
+    # restart 1 found the natural direction the fine-tune shares with its base (the anchor
+    # follows it); restart 2 found an injected one (the anchor goes elsewhere)
+    natural = _candidate(1.0, 0.99, 0.99, 0.9, gamma=0.1)
+    injected = _candidate(0.9, 0.99, -0.5, 0.9, gamma=1.0)
+    record = replace(_record(1.0, 0.99, 0.99, 0.9), candidates=[natural, injected])
+    assert redecide(record, PAPER) == Verdict.BACKDOOR
+    assert redecide(replace(record, candidates=[natural]), PAPER) == Verdict.CLEAN
+    # an injected-looking direction on rough ground is only a natural backdoor
+    rough = replace(record, candidates=[natural, _candidate(0.9, 0.99, -0.5, 0.1, gamma=1.0)])
+    assert redecide(rough, PAPER) == Verdict.NATURAL_ONLY
+
+
+def test_record_keeps_every_restart_and_old_records_still_read():
+    import json
+    from dataclasses import replace
+
+    record = replace(_record(0.9, 0.99, -0.5, 0.9), record_version=2,
+                     candidates=[_candidate(1.0, 0.9, 0.9, 0.5, gamma=0.1), _candidate(0.7, 1.0, -0.2, 0.8, gamma=1.0)])
+    again = ScanRecord.from_json(record.to_json())
+    assert again == record and [c.gamma for c in again.candidates] == [0.1, 1.0]
+    old = json.loads(record.to_json()) | {"record_version": 1}
+    del old["candidates"]
+    assert ScanRecord.from_dict(old).candidates == []
+    with pytest.raises(ValueError, match="unsupported record_version"):
+        ScanRecord.from_dict(old | {"record_version": 3})
+
+
+def test_a_failed_zoo_build_is_cached_and_the_rest_still_builds(tmp_path):
+    from bot.errors import ZooError
+    from bot.zoo.build import build, build_all, failure_marker
+    from bot.zoo.recipes import base_recipe, derived
+
+    recipe = derived(base_recipe("clip"), "text-on-text", 7)
+    marker = failure_marker(tmp_path, recipe)
+    marker.parent.mkdir(parents=True)
+    marker.write_text("clip-text-on-text-s7: the backdoor did not take (attack success 0.10)\n")
+    with pytest.raises(ZooError, match="did not take.*cached; delete"):
+        build(recipe, tmp_path)
+    failures: list = []
+    assert build_all([recipe, recipe], tmp_path, show_progress=False, failures=failures) == []
+    assert len(failures) == 2 and all("did not take" in str(f) for f in failures)
+    with pytest.raises(ZooError):
+        build_all([recipe], tmp_path, show_progress=False)

@@ -50,6 +50,36 @@ def test_verdicts_per_family(family_zoo):
     assert len(backdoor.attention_share_per_layer) == load_text_encoder(zoo["base"].path).num_layers
     assert len(backdoor.target_captions) == 5 and backdoor.triggers
     assert ScanRecord.from_json(backdoor.to_json()) == backdoor
+    assert [c.gamma for c in backdoor.candidates] == list(DetectorConfig().gammas)
+    assert any(c.verdict == Verdict.BACKDOOR for c in backdoor.candidates)
+
+
+def test_restarts_run_side_by_side_each_with_its_own_anchor_weight(clip_zoo):
+    import torch
+
+    from bot.detect.features import prepare
+    from bot.detect.inversion import Objective, invert
+    from bot.detect.prompt_bank import prompt_bank, split
+
+    suspect, anchor = load_text_encoder(clip_zoo["text-on-pair"].path), load_text_encoder(clip_zoo["base"].path)
+    train_prompts, _ = split(prompt_bank(), n_train=64, n_test=8)
+    train = prepare(suspect, anchor, train_prompts, k=1)
+    objective = Objective(suspect, anchor, k=1, beta=0.1, gamma=0.1)
+    # a per-row anchor weight gives the same loss as an objective built with that weight
+    v = torch.randn(1, suspect.hidden_size)
+    rows = train.select(torch.arange(8))
+    per_row = objective.terms(v, rows, gamma=torch.full((8,), 1.0)).total
+    assert torch.allclose(per_row, objective.with_gamma(1.0).terms(v, rows).total, atol=1e-5)
+    assert not torch.allclose(per_row, objective.terms(v, rows).total, atol=1e-5)
+
+    runs = invert(objective, train, gammas=[0.1, 1.0, 1.0], steps=40, batch_size=8, lr=8e-2, weight_decay=1e-5,
+                  generator=torch.Generator().manual_seed(0), patience=10)
+    assert [r.gamma for r in runs] == [0.1, 1.0, 1.0]
+    assert all(r.v.shape == (1, suspect.hidden_size) and torch.isfinite(r.v).all() for r in runs)
+    assert all(len(r.losses) == r.steps <= 40 for r in runs)
+    assert not torch.allclose(runs[1].v, runs[2].v)  # independent starts
+    # each restart descends its own loss
+    assert all(r.losses[-1] < r.losses[0] for r in runs)
 
 
 def test_scan_without_anchor_is_inconclusive_and_cli_exit_codes(clip_zoo, tmp_path):

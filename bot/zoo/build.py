@@ -102,11 +102,22 @@ def load_zoo_model(cache_dir: Path, recipe: Recipe) -> ZooModel | None:
     return ZooModel(recipe=recipe, path=path, metrics=json.loads((path / _DONE).read_text()))
 
 
+def failure_marker(cache_dir: Path, recipe: Recipe) -> Path:
+    path = model_dir(cache_dir, recipe)
+    return path.with_name(path.name + ".failed")
+
+
 def build(recipe: Recipe, cache_dir: Path) -> ZooModel:
-    """Build one recipe (and its base, if needed); reuse what is already built."""
+    """Build one recipe (and its base, if needed); reuse what is already built.
+
+    Training is deterministic, so a recipe that failed (a backdoor that did not take) fails
+    again: the failure is cached next to the models and reported without re-training."""
     existing = load_zoo_model(cache_dir, recipe)
     if existing is not None:
         return existing
+    marker = failure_marker(cache_dir, recipe)
+    if marker.is_file():
+        raise ZooError(f"{marker.read_text().strip()} (cached; delete {marker} to retry)")
     torch.manual_seed(recipe.seed)
     out = model_dir(cache_dir, recipe)
     arch = ARCHITECTURES[recipe.family]
@@ -129,7 +140,12 @@ def build(recipe: Recipe, cache_dir: Path) -> ZooModel:
     base = build(base_recipe(recipe.family, seed=recipe.base.seed, steps=recipe.base.steps), cache_dir)
     teacher = _load_trained(base.path, recipe.family)
     tokenizer = load_tokenizer(base.path, recipe.family)
-    metrics = _derive(recipe, teacher, tokenizer, arch.max_length)
+    try:
+        metrics = _derive(recipe, teacher, tokenizer, arch.max_length)
+    except ZooError as error:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(error) + "\n")
+        raise
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     spiece = base.path / "spiece.model" if recipe.family == "siglip" else None
     _save(metrics.pop("_model"), recipe, out, tokenizer_files=spiece, metrics=metrics)

@@ -20,6 +20,7 @@ from .server import (
     build_state,
     create_server,
     run_emulator,
+    serve_until_interrupted,
     start_in_thread,
 )
 from .state import CommitResult, EmulatorState
@@ -45,6 +46,7 @@ __all__ = [
     "build_state",
     "create_server",
     "run_emulator",
+    "serve_until_interrupted",
     "seed_from_file",
     "seed_repo",
     "start_in_thread",

@@ -246,8 +246,12 @@ def run_emulator(
         admin_token=admin_token,
         seed_file=Path(seed_file) if seed_file is not None else None,
     )
-    server = create_server(config)
-    logger.info("hub emulator serving %s from %s", server.url, config.data_dir)
+    serve_until_interrupted(create_server(config), ready=ready)
+
+
+def serve_until_interrupted(server: EmulatorServer, *, ready: threading.Event | None = None) -> None:
+    """Serves until Ctrl-C, then releases the socket and the webhook sender."""
+    logger.info("hub emulator serving %s from %s", server.url, server.config.data_dir)
     if ready is not None:
         ready.set()
     try:
