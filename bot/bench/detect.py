@@ -152,7 +152,7 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
              "- each seed gives 1 text-on-text + 1 text-on-pair backdoor and 2 benign fine-tunes; the report set "
              "also holds the clean base",
              f"- detector: steps {config.steps}, restarts {config.restarts} (anchor weights {list(config.gammas)}), "
-             f"batch {config.batch_size}, "
+             f"batch {config.batch_size} prompts (at most ~{config.batch_tokens} positions), "
              f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
              f"- wall time {seconds / 60:.1f} min in all (zoo building and scans) on a 2-core CPU", ""]
     rows = []

@@ -76,6 +76,9 @@ def recover_target(encoder: TextEncoder, stats: HeldOutStats, bank: list[str], *
     sims = []
     for start in range(0, len(bank), chunk):
         tokens = encoder.tokenize(bank[start:start + chunk])
+        if encoder.causal:  # nothing after EOS reaches the pooled feature: skip the padding
+            length = int(tokens.eos_index.max()) + 1
+            tokens = type(tokens)(tokens.input_ids[:, :length], tokens.real_mask[:, :length], tokens.eos_index)
         pooled = encoder.pooled(encoder.encode(tokens), tokens.eos_index)
         sims.append(F.normalize(pooled.float(), dim=-1) @ target)
     sims_all = torch.cat(sims)
