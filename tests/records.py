@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from bot.detect.record import (
     RECORD_VERSION,
+    Candidate,
     CheckResult,
     Landscape,
     ScanRecord,
@@ -80,8 +81,16 @@ def make_record(verdict: Verdict | str, *, model: str = "acme/clip-vit-b", revis
     ]
     features = [_check("assimilation", 0.97), _check("same_target", 0.995), _check("different_target", 0.99)]
     if verdict is Verdict.BACKDOOR:
-        return replace(base, checks=[*features, _check("landscape", 0.96)], target_captions=captions,
-                       triggers=triggers, landscape=_landscape(0.96))  # fmt: skip
+        checks = [*features, _check("landscape", 0.96)]
+        natural = [_check("assimilation", 0.99), _check("same_target", 0.87), _check("different_target", 0.0)]
+        restarts = [
+            Candidate(gamma=0.1, steps=231, verdict=Verdict.CLEAN, checks=natural, assimilation=[0.99] * 3,
+                      target_agreement=[0.87] * 3, anchor_agreement=[0.95] * 3, landscape_positive_ratio=None),
+            Candidate(gamma=1.0, steps=262, verdict=Verdict.BACKDOOR, checks=checks, assimilation=[0.97] * 3,
+                      target_agreement=[0.995] * 3, anchor_agreement=[-0.3] * 3, landscape_positive_ratio=0.96),
+        ]  # fmt: skip
+        return replace(base, checks=checks, target_captions=captions, triggers=triggers, landscape=_landscape(0.96),
+                       restarts=2, candidates=restarts)  # fmt: skip
     if verdict is Verdict.NATURAL_ONLY:
         natural = [TriggerCandidate(token="banana</w>", token_id=3431, similarity=0.71, assimilation=0.86,
                                     target_agreement=0.93, confirmed=True)]  # fmt: skip

@@ -195,6 +195,18 @@ def test_badges_are_valid_svg_with_stable_names(tmp_path: Path) -> None:
         badge_svg("../evil")
 
 
+def test_every_inversion_restart_is_shown(site: Path) -> None:
+    page = (site / revision_page_path("acme/clip-vit-b", SHA_A)).read_text(encoding="utf-8")
+    table = page[page.index('<table class="restarts">'):]
+    table = table[:table.index("</table>")]
+    rows = table.split("<tr>")[2:]
+    assert len(rows) == 2
+    assert "0.1" in rows[0] and "clean" in rows[0] and "–" in rows[0]  # no landscape for that restart
+    assert "backdoor" in rows[1] and 'class="num pass">0.96' in rows[1]
+    # a single-restart scan has nothing to compare: no table
+    assert "Inversion restarts" not in (site / revision_page_path("acme/clip-vit-b", SHA_B)).read_text()
+
+
 def test_record_without_landscape_renders_without_that_plot(site: Path) -> None:
     record = make_record(Verdict.CLEAN)
     assert record.landscape is None

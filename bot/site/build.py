@@ -256,6 +256,9 @@ def _plot_context(revision: _Revision) -> list[dict[str, Any]]:
     return items
 
 
+_RESTART_COLUMNS = ("assimilation", "same_target", "different_target", "landscape")
+
+
 def _revision_context(revision: _Revision, *, base_url: str | None) -> dict[str, Any]:
     record, verdict = revision.record, revision.record.verdict
     timings = sorted(record.timings.items(), key=lambda item: item[0] == "total")  # stable: phases keep their order
@@ -266,6 +269,9 @@ def _revision_context(revision: _Revision, *, base_url: str | None) -> dict[str,
         "timings": timings, "versions": sorted(record.versions.items()),
         "json_href": f"{revision.sha}.json", "record_json": record.to_json(),
         "confirmed": [trigger for trigger in record.triggers if trigger.confirmed],
+        "restart_columns": _RESTART_COLUMNS,
+        "restarts": [{"gamma": c.gamma, "steps": c.steps, "verdict": c.verdict.value,
+                      "checks": {check.name: check for check in c.checks}} for c in record.candidates],
         "canonical_url": report_page_url(base_url, repo_id=revision.repo_id, sha=revision.sha) if base_url else None,
         "badge_markdown": badge_markdown(report_base_url=base_url, repo_id=revision.repo_id, sha=revision.sha,
                                          verdict=verdict) if base_url else None,
