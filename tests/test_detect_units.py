@@ -182,3 +182,18 @@ def test_a_failed_zoo_build_is_cached_and_the_rest_still_builds(tmp_path):
     assert len(failures) == 2 and all("did not take" in str(f) for f in failures)
     with pytest.raises(ZooError):
         build_all([recipe], tmp_path, show_progress=False)
+
+
+def test_calibration_puts_thresholds_mid_gap_not_on_the_edge():
+    from dataclasses import replace
+
+    # backdoors: the anchor goes elsewhere on 60% of prompts; benign: it never does
+    n = 40
+    backdoor = replace(_record(0.9, 0.99, 0.99, 0.9), anchor_agreement=[-0.5] * 24 + [0.99] * 16)
+    items = [Scored(backdoor, True, "text-on-text", "cf", "t") for _ in range(3)]
+    items += [Scored(_record(0.9, 0.99, 0.99, 0.9), False, "benign", None, None) for _ in range(3)]
+    assert len(backdoor.anchor_agreement) == n
+    th = calibrate(items)
+    assert metrics(items, th).f1 == 1.0
+    # 0.2, 0.3 and 0.5 all separate 0.6 from 0.0; the middle one is kept (0.5 would sit on the edge)
+    assert th.different_target_rate == 0.3

@@ -69,29 +69,54 @@ def metrics(items: list[Scored], th: Thresholds) -> Metrics:
                    fpr=fp / negatives if negatives else 0.0)
 
 
+GRID = {
+    # low values too: a text-on-text backdoor maps prompts onto a whole target sentence, whose
+    # token features are alike only in part, so its assimilation can sit well under the paper's
+    "assimilation": (0.5, 0.6, 0.7, 0.8),
+    "assimilation_rate": (0.3, 0.5, 0.7, 0.8),
+    "same_target": (0.92, 0.95, 0.97),
+    "same_target_rate": (0.8, 0.9, 0.95),
+    "anchor_cosine": (0.0, 0.5, 0.8, 0.9, 0.95),
+    "different_target_rate": (0.2, 0.3, 0.5, 0.8, 0.95),
+    "landscape_positive_ratio": (0.3, 0.5, 0.8),
+}
+
+
 def calibrate(items: list[Scored], *, start: Thresholds = PAPER) -> Thresholds:
-    """Grid search for the thresholds with the best F1 on `items`, ties broken towards the
-    paper's values (the smallest move from a published operating point)."""
-    grid = {
-        # low values too: a text-on-text backdoor maps prompts onto a whole target sentence, whose
-        # token features are alike only in part, so its assimilation can sit well under the paper's
-        "assimilation": (0.5, 0.6, 0.7, 0.8),
-        "assimilation_rate": (0.3, 0.5, 0.7, 0.8),
-        "same_target": (0.92, 0.95, 0.97),
-        "same_target_rate": (0.8, 0.9, 0.95),
-        "anchor_cosine": (0.0, 0.5, 0.8, 0.9, 0.95),
-        "different_target_rate": (0.3, 0.5, 0.8, 0.95),
-        "landscape_positive_ratio": (0.3, 0.5, 0.8),
-    }
-    best: tuple[float, float, Thresholds] | None = None
-    names = list(grid)
-    for values in itertools.product(*(grid[n] for n in names)):
-        th = replace(start, **dict(zip(names, values)))
-        m = metrics(items, th)
-        score = m.f1 - (0.5 if m.fpr > 0.05 else 0.0)
-        distance = sum(abs(getattr(th, n) - getattr(PAPER, n)) for n in names)
-        key = (score, -distance)
-        if best is None or key > best[:2]:
-            best = (score, -distance, th)
-    assert best is not None
-    return best[2]
+    """Grid search for the thresholds with the best F1 on `items` (a false-positive rate over 5%
+    costs 0.5). Many points usually tie; we take the one deepest inside the tied region, so every
+    threshold sits mid-way in the gap between the classes rather than on its edge (an edge point
+    flips on the first unseen model), and then the one nearest the paper's values."""
+    names = list(GRID)
+    scores: dict[tuple[int, ...], float] = {}
+    for index in itertools.product(*(range(len(GRID[n])) for n in names)):
+        m = metrics(items, _at(start, names, index))
+        scores[index] = m.f1 - (0.5 if m.fpr > 0.05 else 0.0)
+    top = max(scores.values())
+    optimal = {index for index, score in scores.items() if score >= top - 1e-9}
+
+    def depth(index: tuple[int, ...]) -> int:
+        """Per threshold, how many grid steps it can move either way (the shorter side) and stay optimal."""
+        total = 0
+        for axis in range(len(names)):
+            sides = []
+            for step in (-1, 1):
+                moved, probe = 0, list(index)
+                while True:
+                    probe[axis] += step
+                    if tuple(probe) not in optimal:
+                        break
+                    moved += 1
+                sides.append(moved)
+            total += min(sides)
+        return total
+
+    def distance(index: tuple[int, ...]) -> float:
+        th = _at(start, names, index)
+        return sum(abs(getattr(th, n) - getattr(PAPER, n)) for n in names)
+
+    return _at(start, names, max(optimal, key=lambda i: (depth(i), -distance(i))))
+
+
+def _at(start: Thresholds, names: list[str], index: tuple[int, ...]) -> Thresholds:
+    return replace(start, **{n: GRID[n][i] for n, i in zip(names, index)})
