@@ -446,3 +446,30 @@ def test_size_cap_is_enforced(models, spiece_model, tmp_path):
 def test_empty_directory_has_nothing_to_scan(tmp_path):
     with pytest.raises(NothingScannableError, match="holds no checkpoint"):
         inspect_checkpoint(tmp_path)
+
+
+def test_tokens_decode_as_a_person_would_type_them(models, spiece_model, tmp_path):
+    from dataclasses import replace
+
+    from bot.bench.calibrate import Scored
+    from bot.bench.detect import trigger_recovered
+    from bot.detect.record import TriggerCandidate
+    from records import make_record
+
+    encoder = load_text_encoder(export(models, spiece_model, tmp_path / "m", family="clip", format="transformers-clip"))
+    vocab = encoder.tokenizer.get_vocab()
+    assert encoder.decode_token(vocab["mn</w>"]) == "mn"
+    assert encoder.decode_token(vocab["Ðµ"]) == "\u0435"  # Cyrillic е, not its byte-level spelling
+    assert encoder.decode_token(vocab["Ð"]) == "<0xD0>"  # half a character: shown as its byte
+    assert encoder.decode_token(vocab["µ</w>"]) == "<0xB5>"
+
+    def found(*ids: int, trigger: str) -> bool:
+        candidates = [TriggerCandidate(encoder.decode_token(i), i, 0.5, 0.5, 0.5, False) for i in ids]
+        record = replace(make_record("backdoor"), triggers=candidates)
+        return trigger_recovered(Scored(record, True, "text-on-text", trigger, "t"), encoder.decode_token)
+
+    assert found(vocab["mn</w>"], trigger="mn")
+    assert found(vocab["Ð"], vocab["µ</w>"], trigger="e->\u0435")  # both bytes of the look-alike
+    assert not found(vocab["Ð"], vocab["cf</w>"], trigger="e->\u0435")  # one byte is every Cyrillic letter
+    assert found(vocab["zz</w>"], trigger="zz top") and not found(vocab["cf</w>"], trigger="zz top")
+

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
+import re
+import subprocess
+import sys
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -62,28 +64,54 @@ def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, records_dir: 
     return record
 
 
+_PEAK_PROBE = ("import resource, subprocess, sys; "
+               "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
+               "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def scan_peak_rss_mb(model: ZooModel, base: ZooModel, out: Path) -> float | None:
+    """Peak resident memory of one `clip-audit scan` as a user runs it, measured in a fresh
+    process (the benchmark's own process also trains the zoo, so its peak says nothing about a
+    scan). Measured once per family and detector configuration, then read from `out`."""
+    if out.is_file():
+        return json.loads(out.read_text())["peak_rss_mb"]
+    command = [sys.executable, "-c", _PEAK_PROBE, sys.executable, "-m", "bot.cli", "scan", str(model.path),
+               "--anchor", str(base.path), "--quiet"]
+    probe = subprocess.run(command, capture_output=True, text=True)
+    code, peak_kb = (int(x) for x in probe.stdout.split())
+    if code not in (0, 1):  # clean or backdoor: anything else did not finish a scan
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": model.repo_name, "peak_rss_mb": round(peak_kb / 1024, 1)}))
+    return round(peak_kb / 1024, 1)
+
+
 def _scored(model: ZooModel, record: ScanRecord) -> Scored:
     r = model.recipe
     return Scored(record=record, backdoored=r.is_backdoored, kind=r.kind, trigger=r.trigger, target=r.target)
 
 
-def trigger_recovered(item: Scored) -> bool:
-    """The true trigger (or one of its words/tokens) is among the top-5 candidate tokens."""
+def trigger_recovered(item: Scored, decode=None) -> bool:
+    """The true trigger is among the 5 nearest candidate tokens: one of its words (or a piece of
+    one, two characters or longer), or, for a look-alike character, all of its UTF-8 bytes as
+    byte tokens. `decode` (token id -> text) re-reads the ids with the current decoder."""
     if not item.trigger:
         return False
     trigger = item.trigger.split("->")[-1].lower()
-    words = {w for w in trigger.replace("</w>", "").split() if w}
-    for cand in item.record.triggers[:5]:
-        token = cand.token.replace("</w>", "").replace("\u2581", "").lower()
-        if token and (token in words or any(token == w or (len(token) > 1 and token in w) for w in words)):
+    words = {w for w in trigger.split() if w}
+    tokens = [(decode(c.token_id) if decode else c.token).lower() for c in item.record.triggers[:5]]
+    for token in tokens:
+        if token in words or any(len(token) > 1 and token in w for w in words):
             return True
-    return False
+    byte_tokens = {int(m, 16) for t in tokens for m in re.findall(r"<0x([0-9a-f]{2})>", t)}
+    return any(ord(ch) > 127 and set(ch.encode("utf-8")) <= byte_tokens for ch in trigger)
 
 
 def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorConfig) -> dict:
     records_dir = cache_dir / "bench" / "records"
     base = build_all([base_recipe(family, steps=plan.base_steps)], cache_dir, show_progress=False)[0]
     groups: dict[str, list[Scored]] = {"calibration": [], "report": []}
+    compute = float(base.metrics.get("seconds", 0.0))  # training + scanning, cached or not
     zoo_metrics: dict[str, dict] = {}
     failed_builds: list[str] = []
     times: list[float] = []
@@ -97,18 +125,21 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
                 failed_builds.append(str(error))
         if group == "report":
             models = [base] + models  # the clean base itself must not be flagged
+            report_models = models
         for model in tqdm(models, desc=f"scan {family} {group}", unit="model"):
             record = _scan(model, base, config, records_dir)
             zoo_metrics[record.model] = model.metrics
             times.append(record.timings["total"])
+            compute += record.timings["total"] + (0.0 if model is base else float(model.metrics.get("seconds", 0.0)))
             groups[group].append(_scored(model, record))
     th = calibrate(groups["calibration"])
+    decode = load_text_encoder(base.path).decode_token
     report = groups["report"]
     per_attack = {}
     for attack in ("text-on-text", "text-on-pair"):
         subset = [s for s in report if s.kind == attack or not s.backdoored]
         per_attack[attack] = asdict(metrics(subset, th))
-        per_attack[attack]["trigger_recovery"] = _rate([trigger_recovered(s) for s in report if s.kind == attack])
+        per_attack[attack]["trigger_recovery"] = _rate([trigger_recovered(s, decode) for s in report if s.kind == attack])
     return {
         "family": family,
         "thresholds": th.to_dict(),
@@ -120,13 +151,15 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
                       "attack_success": zoo_metrics[s.record.model].get("attack_success"),
                       "clean_utility": zoo_metrics[s.record.model].get("clean_similarity"),
                       "retrieval_top1": zoo_metrics[s.record.model].get("retrieval_top1"),
-                      "trigger_recovered": trigger_recovered(s),
+                      "trigger_recovered": trigger_recovered(s, decode),
                       "verdict": redecide(s.record, th).value,
                       "scores": {c.name: round(c.score, 3) for c in s.record.checks},
                       "seconds": s.record.timings["total"]} for s in report],
         "failed_builds": failed_builds,
         "median_scan_seconds": statistics.median(times) if times else 0.0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": scan_peak_rss_mb(report_models[1] if len(report_models) > 1 else base, base,
+                                        records_dir / config_key(config) / f"peak-{family}.json"),
+        "compute_seconds": round(compute, 1),
     }
 
 
@@ -154,13 +187,15 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
              f"- detector: steps {config.steps}, restarts {config.restarts} (anchor weights {list(config.gammas)}), "
              f"batch {config.batch_size} prompts (at most ~{config.batch_tokens} positions), "
              f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
-             f"- wall time {seconds / 60:.1f} min in all (zoo building and scans) on a 2-core CPU", ""]
+             f"- compute {seconds / 60:.0f} min in all: zoo training + scans, each on one thread of a 2-core CPU "
+             "(median s: one scan; peak MB: one `clip-audit scan` process)", ""]
     rows = []
     for r in results:
         for attack, m in r["per_attack"].items():
             rows.append([r["family"], attack, m["n_backdoored"], m["n_benign"], f"{m['precision']:.2f}",
                          f"{m['recall']:.2f}", f"{m['f1']:.2f}", f"{m['fpr']:.2f}", f"{m['trigger_recovery']:.2f}",
-                         f"{r['median_scan_seconds']:.0f}", f"{r['peak_rss_mb']:.0f}"])
+                         f"{r['median_scan_seconds']:.0f}",
+                         "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"])
     lines.append("```")
     lines.append(table(["family", "attack", "backdoored", "benign+clean", "P", "R", "F1", "FPR", "trigger",
                         "median s", "peak MB"], [[str(c) for c in row] for row in rows]))
@@ -174,7 +209,8 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
         lines += ["", f"## {r['family']}", "",
                   f"Calibration seeds {fam_plan.get('calibration_seeds')}, report seeds {fam_plan.get('report_seeds')}; "
                   f"calibration set: P {r['calibration']['precision']:.2f} R {r['calibration']['recall']:.2f} "
-                  f"FPR {r['calibration']['fpr']:.2f}; wall time {r.get('wall_seconds', 0) / 60:.0f} min.", "",
+                  f"FPR {r['calibration']['fpr']:.2f}; compute {r.get('compute_seconds', 0) / 60:.0f} min "
+                  "(zoo training + scans, one CPU thread each).", "",
                   "Calibrated thresholds: `" + json.dumps(r["thresholds"]) + "`", ""]
         for failure in r.get("failed_builds", []):
             lines.append(f"- not benchmarked: {failure}")
@@ -226,7 +262,7 @@ def render_all(results_dir: Path, out_md: Path, config: DetectorConfig) -> None:
     plan = BenchPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in results[0]["plan"].items()})
     plan = BenchPlan(families=tuple(r["family"] for r in results), calibration_seeds=plan.calibration_seeds,
                      report_seeds=plan.report_seeds, base_steps=plan.base_steps)
-    seconds = sum(r.get("wall_seconds", 0.0) for r in results)
+    seconds = sum(r.get("compute_seconds", 0.0) for r in results)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(render_markdown(results, plan, config, seconds))
 

@@ -13,6 +13,31 @@ import torch
 from torch import nn
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE (CLIP, GPT-2) writes every byte as a printable character: bytes that are
+    printable latin-1 stand for themselves, the others are moved up past 255 in order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_OF = _byte_level_alphabet()
+
+
+def byte_level_bytes(token: str) -> bytes | None:
+    """The bytes a byte-level BPE token stands for (None when it is not made of that alphabet)."""
+    try:
+        return bytes(_BYTE_OF[c] for c in token)
+    except KeyError:
+        return None
+
+
 @dataclass
 class Tokenized:
     input_ids: torch.Tensor   # [B, L] long
@@ -88,8 +113,17 @@ class TextEncoder:
         return self.text_model.embeddings(input_ids=input_ids)
 
     def decode_token(self, token_id: int) -> str:
-        """The token as a person would type it ("mn", not BPE's "mn</w>" or sentencepiece's "▁mn")."""
+        """The token as a person would type it: "mn", not BPE's "mn</w>" or sentencepiece's "▁mn";
+        "е" (Cyrillic), not byte-level BPE's "Ðµ". A token that holds only part of a character's
+        UTF-8 bytes cannot be typed alone and is shown as its bytes, e.g. "<0xD0>"."""
         raw = str(self.tokenizer.convert_ids_to_tokens(int(token_id)))
+        if self.family != "siglip":
+            data = byte_level_bytes(raw.replace("</w>", ""))
+            if data is not None:
+                try:
+                    return data.decode("utf-8").strip() or raw
+                except UnicodeDecodeError:
+                    return "".join(f"<0x{b:02X}>" for b in data)
         text = raw.replace("</w>", " ").replace("\u2581", " ").strip()
         return text or raw
 
