@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bot.detect.checks import checks_from_arrays, decide, landscape_check, severity
-from bot.detect.record import ScanRecord, Verdict
+from bot.detect.checks import checks_from_arrays, decide, landscape_check, margin, severity
+from bot.detect.record import CheckResult, ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
 
 
@@ -25,25 +25,32 @@ class Scored:
     target: str | None
 
 
-def _decide(assimilation: list[float], agreement: list[float], anchor_agreement: list[float],
-            landscape_ratio: float | None, th: Thresholds, *, has_anchor: bool) -> Verdict:
+def _checks(assimilation: list[float], agreement: list[float], anchor_agreement: list[float],
+            landscape_ratio: float | None, th: Thresholds) -> list[CheckResult]:
     anchor = np.asarray(anchor_agreement) if anchor_agreement else None
     checks = checks_from_arrays(np.asarray(assimilation), np.asarray(agreement), anchor, th)
     if landscape_ratio is not None:
         checks.append(landscape_check(landscape_ratio, th))
-    return decide(checks, has_anchor=has_anchor)
+    return checks
+
+
+def redecide_detail(record: ScanRecord, th: Thresholds) -> tuple[Verdict, list[CheckResult], float | None]:
+    """The verdict the scan would have given under `th`, the checks of the restart that decides it
+    (the most severe, as in a scan) and that restart's anchor weight (None for v1 records)."""
+    has_anchor = record.anchor is not None
+    if record.candidates:
+        options = []
+        for c in record.candidates:
+            checks = _checks(c.assimilation, c.target_agreement, c.anchor_agreement, c.landscape_positive_ratio, th)
+            options.append((decide(checks, has_anchor=has_anchor), checks, c.gamma))
+        return max(options, key=lambda o: (severity(o[0]), margin(o[1])))
+    ratio = record.landscape.positive_ratio if record.landscape is not None else None
+    checks = _checks(record.assimilation_with_trigger, record.target_agreement, record.anchor_agreement, ratio, th)
+    return decide(checks, has_anchor=has_anchor), checks, None
 
 
 def redecide(record: ScanRecord, th: Thresholds) -> Verdict:
-    """The verdict the scan would have given under `th`: the most severe over its restarts, as in a scan."""
-    has_anchor = record.anchor is not None
-    if record.candidates:
-        verdicts = [_decide(c.assimilation, c.target_agreement, c.anchor_agreement, c.landscape_positive_ratio, th,
-                            has_anchor=has_anchor) for c in record.candidates]
-        return max(verdicts, key=severity)
-    ratio = record.landscape.positive_ratio if record.landscape is not None else None
-    return _decide(record.assimilation_with_trigger, record.target_agreement, record.anchor_agreement, ratio, th,
-                   has_anchor=has_anchor)
+    return redecide_detail(record, th)[0]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bot.bench.calibrate import Metrics, Scored, calibrate, metrics, redecide
+from bot.bench.calibrate import Metrics, Scored, calibrate, metrics, redecide_detail
 from bot.detect.amdet import Amdet, DetectorConfig
 from bot.detect.record import ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
@@ -147,20 +147,22 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
         "report": asdict(metrics(report, th)),
         "paper_thresholds_report": asdict(metrics(report, PAPER)),
         "per_attack": per_attack,
-        "verdicts": [{"model": s.record.model, "kind": s.kind, "trigger": s.trigger, "target": s.target,
-                      "attack_success": zoo_metrics[s.record.model].get("attack_success"),
-                      "clean_utility": zoo_metrics[s.record.model].get("clean_similarity"),
-                      "retrieval_top1": zoo_metrics[s.record.model].get("retrieval_top1"),
-                      "trigger_recovered": trigger_recovered(s, decode),
-                      "verdict": redecide(s.record, th).value,
-                      "scores": {c.name: round(c.score, 3) for c in s.record.checks},
-                      "seconds": s.record.timings["total"]} for s in report],
+        "verdicts": [_verdict_row(s, th, zoo_metrics[s.record.model], decode) for s in report],
         "failed_builds": failed_builds,
         "median_scan_seconds": statistics.median(times) if times else 0.0,
         "peak_rss_mb": scan_peak_rss_mb(report_models[1] if len(report_models) > 1 else base, base,
                                         records_dir / config_key(config) / f"peak-{family}.json"),
         "compute_seconds": round(compute, 1),
     }
+
+
+def _verdict_row(item: Scored, th: Thresholds, zoo: dict, decode) -> dict:
+    verdict, checks, gamma = redecide_detail(item.record, th)
+    return {"model": item.record.model, "kind": item.kind, "trigger": item.trigger, "target": item.target,
+            "attack_success": zoo.get("attack_success"), "clean_utility": zoo.get("clean_similarity"),
+            "retrieval_top1": zoo.get("retrieval_top1"), "trigger_recovered": trigger_recovered(item, decode),
+            "verdict": verdict.value, "gamma": gamma, "scores": {c.name: round(c.score, 3) for c in checks},
+            "seconds": item.record.timings["total"]}
 
 
 def _rate(flags: list[bool]) -> float:
@@ -172,6 +174,9 @@ def write_calibration(results: list[dict], path: Path) -> None:
     for r in results:
         data[r["family"]] = r["thresholds"]
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+_SHORT = {"assimilation": "assim", "same_target": "same", "different_target": "diff", "landscape": "land"}
 
 
 def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig, seconds: float) -> str:
@@ -223,10 +228,11 @@ def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig
         vrows = [[v["model"].split("/")[-1], v["kind"], v["trigger"] or "-", num(v.get("attack_success")),
                   num(v.get("clean_utility")), num(v.get("retrieval_top1")), v["verdict"],
                   "yes" if v.get("trigger_recovered") else "-",
-                  " ".join(f"{k}={val}" for k, val in v["scores"].items()), f"{v['seconds']:.0f}"]
+                  "-" if v.get("gamma") is None else f"{v['gamma']:g}",
+                  " ".join(f"{_SHORT.get(k, k)}={val}" for k, val in v["scores"].items()), f"{v['seconds']:.0f}"]
                  for v in r["verdicts"]]
         lines.append(table(["model", "kind", "trigger", "ASR", "utility", "top1", "verdict", "trigger found",
-                            "scores", "s"], vrows))
+                            "gamma", "scores of the deciding restart", "s"], vrows))
         lines.append("```")
     return "\n".join(lines) + "\n"
 
