@@ -60,7 +60,9 @@ def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, records_dir: 
     record = Amdet(config, thresholds=PAPER).scan(suspect, anchor, model=model.repo_name,
                                                   anchor_name=anchor_name(model.recipe))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(record.to_json())
+    partial = out.with_name(out.name + ".partial")  # readers (another benchmark process) see all or nothing
+    partial.write_text(record.to_json())
+    partial.replace(out)
     return record
 
 
