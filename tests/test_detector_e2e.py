@@ -37,8 +37,8 @@ def test_zoo_models_are_genuinely_trained_and_backdoors_work(family_zoo):
 
 
 def test_verdicts_per_family(family_zoo):
-    # The backdoored model here is the text-on-pair one: the detector finds those reliably on
-    # every family; text-on-text recall is still low (docs/benchmarks.md) and is not asserted.
+    # One backdoor per family keeps this affordable: the text-on-pair one; the CLI test below
+    # scans CLIP's text-on-text backdoor, and docs/benchmarks.md has recall per family x attack.
     family, zoo = family_zoo
     verdicts = {kind: _scan(zoo[kind], zoo["base"]) for kind in ("base", "benign", "text-on-pair")}
     assert verdicts["base"].verdict == Verdict.CLEAN, verdicts["base"].checks
