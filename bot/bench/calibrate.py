@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bot.detect.checks import checks_from_arrays, decide, landscape_check, margin, severity
+from bot.detect.checks import checks_from_arrays, decide, landscape_check, suspicion
 from bot.detect.record import CheckResult, ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
 
@@ -43,7 +43,7 @@ def redecide_detail(record: ScanRecord, th: Thresholds) -> tuple[Verdict, list[C
         for c in record.candidates:
             checks = _checks(c.assimilation, c.target_agreement, c.anchor_agreement, c.landscape_positive_ratio, th)
             options.append((decide(checks, has_anchor=has_anchor), checks, c.gamma))
-        return max(options, key=lambda o: (severity(o[0]), margin(o[1])))
+        return max(options, key=lambda o: suspicion(o[0], o[1]))
     ratio = record.landscape.positive_ratio if record.landscape is not None else None
     checks = _checks(record.assimilation_with_trigger, record.target_agreement, record.anchor_agreement, ratio, th)
     return decide(checks, has_anchor=has_anchor), checks, None

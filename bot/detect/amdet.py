@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bot import __version__
-from bot.detect.checks import decide, feature_checks, held_out_stats, landscape_check, margin, severity
+from bot.detect.checks import decide, feature_checks, held_out_stats, landscape_check, suspicion
 from bot.detect.features import PromptBatch, prepare
 from bot.detect.inversion import Objective, invert
 from bot.detect.landscape import loss_landscape
@@ -123,7 +123,7 @@ class Amdet:
             scored.append((run, stats, checks, landscape, decide(checks, has_anchor=anchor is not None)))
         timings["checks"] = time.perf_counter() - t0
         # The most suspicious restart speaks for the scan: an injected backdoor needs only one.
-        run, stats, checks, landscape, verdict = max(scored, key=lambda c: (severity(c[4]), margin(c[2])))
+        run, stats, checks, landscape, verdict = max(scored, key=lambda c: suspicion(c[4], c[2]))
         candidates = [Candidate(gamma=r.gamma, steps=r.steps, verdict=v, checks=c,
                                 assimilation=_rounded(st.assimilation), target_agreement=_rounded(st.agreement),
                                 anchor_agreement=[] if st.anchor_agreement is None else _rounded(st.anchor_agreement),

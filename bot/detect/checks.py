@@ -129,6 +129,7 @@ def severity(verdict: Verdict) -> int:
     return _SEVERITY[verdict]
 
 
-def margin(checks: list[CheckResult]) -> float:
-    """How far the checks are past (or short of) their thresholds, summed; breaks ties between restarts."""
-    return sum(c.score / max(c.threshold, 1e-6) for c in checks)
+def suspicion(verdict: Verdict, checks: list[CheckResult]) -> tuple[int, float]:
+    """The order in which restarts compete to speak for a scan: the most severe verdict (one
+    injected backdoor is enough), then how far the checks are past (or short of) their thresholds."""
+    return severity(verdict), sum(c.score / max(c.threshold, 1e-6) for c in checks)
