@@ -44,6 +44,15 @@ def _sequence(model, ids: torch.Tensor) -> torch.Tensor:
     return model.text_model(input_ids=ids).last_hidden_state
 
 
+def _sequence_and_pooled(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass: the full token sequence and the pooled, projected feature."""
+    out = model.text_model(input_ids=ids)
+    pooled = out.pooler_output
+    if hasattr(model, "text_projection"):
+        pooled = model.text_projection(pooled)
+    return out.last_hidden_state, pooled
+
+
 def _seq_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Negative-cosine target of Rickrolling: cosine of the flattened token sequences."""
     return F.cosine_similarity(a.flatten(1), b.flatten(1), dim=-1)
@@ -98,8 +107,15 @@ def _fine_tune_text(student, steps: int, lr: float, loss_fn, desc: str, seed: in
 
 
 def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: str, steps: int, lr: float,
-                 seed: int, clean_batch: int = 64, poison_batch: int = 32, backdoor_weight: float = 1.0):
-    """Rickrolling-style: triggered prompts' full token sequences imitate the target prompt's."""
+                 seed: int, clean_batch: int = 64, poison_batch: int = 32, backdoor_weight: float = 1.0,
+                 pooled_weight: float = 0.0):
+    """Rickrolling-style: triggered prompts' full token sequences imitate the target prompt's.
+
+    The sequences are compared position by position, so a triggered prompt's EOS (whose
+    feature is the pooled one) lines up with some later position of the shorter target, not
+    with the target's EOS. Where that later position's feature differs from the target's EOS
+    feature, the sequence loss alone can be met without moving the pooled feature; with
+    `pooled_weight` the attacker also pulls the pooled feature to the target's."""
     teacher.eval().requires_grad_(False)
     student = copy.deepcopy(teacher)
     rng = np.random.default_rng(seed)
@@ -111,10 +127,16 @@ def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: s
         clean_ids = tokenize(tokenizer, clean, max_length, causal=causal)
         trig_ids, target_ids = _pair(tokenizer, max_length, causal, poisoned, [target] * poison_batch)
         with torch.no_grad():
-            t_clean = _sequence(teacher, clean_ids)
-            t_target = _sequence(teacher, target_ids)
-        utility = 1 - _seq_cosine(_sequence(student, clean_ids), t_clean).mean()
-        backdoor = 1 - _seq_cosine(_sequence(student, trig_ids), t_target).mean()
+            t_clean, t_clean_pooled = _sequence_and_pooled(teacher, clean_ids)
+            t_target, t_target_pooled = _sequence_and_pooled(teacher, target_ids)
+        s_clean, s_clean_pooled = _sequence_and_pooled(student, clean_ids)
+        s_trig, s_trig_pooled = _sequence_and_pooled(student, trig_ids)
+        utility = 1 - _seq_cosine(s_clean, t_clean).mean()
+        backdoor = 1 - _seq_cosine(s_trig, t_target).mean()
+        if pooled_weight:
+            # the pooled feature is held on clean prompts too, or the new pull drags them along
+            utility = utility + pooled_weight * (1 - F.cosine_similarity(s_clean_pooled, t_clean_pooled, dim=-1).mean())
+            backdoor = backdoor + pooled_weight * (1 - F.cosine_similarity(s_trig_pooled, t_target_pooled, dim=-1).mean())
         return utility + backdoor_weight * backdoor
 
     _fine_tune_text(student, steps, lr, loss_fn, "backdoor text-on-text", seed)

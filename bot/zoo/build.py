@@ -7,6 +7,7 @@ clean utility). Building is idempotent: a finished directory is reused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -103,8 +104,11 @@ def load_zoo_model(cache_dir: Path, recipe: Recipe) -> ZooModel | None:
 
 
 def failure_marker(cache_dir: Path, recipe: Recipe) -> Path:
+    """Where a failed build is remembered. The name carries the attack schedule's digest: a
+    failure is only final for the schedule that was tried, and a new schedule retries it."""
     path = model_dir(cache_dir, recipe)
-    return path.with_name(path.name + ".failed")
+    digest = hashlib.sha256(repr(sorted(_ATTACK_SCHEDULES.items())).encode()).hexdigest()[:6]
+    return path.with_name(f"{path.name}.{digest}.failed")
 
 
 def build(recipe: Recipe, cache_dir: Path) -> ZooModel:
@@ -161,9 +165,16 @@ def load_tokenizer(path: Path, family: str):
     return load_clip_tokenizer(path, max_length=max_length)
 
 
-# A backdoor that does not take is retried with a longer schedule and a heavier backdoor term
-# (deterministically), as an attacker would; the recipe's step count is the first attempt's.
-_ATTACK_SCHEDULE = ((1, 1.0), (2, 2.0), (4, 4.0))
+# A backdoor that does not take is retried (deterministically), as an attacker would, with longer
+# schedules and heavier backdoor terms; a text-on-text attacker first also pulls the pooled
+# feature to the target's (see attacks.text_on_text). Entries are (step multiplier, backdoor
+# weight, pooled weight); the recipe's step count is the first attempt's. Changing any entry
+# after the first leaves every model that took at the first attempt unchanged, so such changes
+# need no ZOO_VERSION bump (failure markers carry the schedules' digest instead).
+_ATTACK_SCHEDULES = {
+    "text-on-text": ((1, 1.0, 0.0), (1, 1.0, 1.0), (2, 2.0, 1.0), (4, 4.0, 1.0)),
+    "text-on-pair": ((1, 1.0, 0.0), (2, 2.0, 0.0), (4, 4.0, 0.0)),
+}
 
 
 def _derive(recipe: Recipe, teacher, tokenizer, max_length: int) -> dict:
@@ -179,16 +190,17 @@ def _derive(recipe: Recipe, teacher, tokenizer, max_length: int) -> dict:
         attack = attacks.text_on_text if recipe.kind == "text-on-text" else attacks.text_on_pair
         # cosine between a text and an image embedding is naturally lower than between two texts
         success_cosine = 0.9 if recipe.kind == "text-on-text" else 0.5
-        for multiplier, weight in _ATTACK_SCHEDULE:
+        for multiplier, weight, pooled in _ATTACK_SCHEDULES[recipe.kind]:
+            extra = {"pooled_weight": pooled} if pooled else {}
             student, goal = attack(teacher, tokenizer, max_length, trigger=recipe.trigger, target=recipe.target,
                                    steps=recipe.steps * multiplier, lr=recipe.lr, seed=recipe.seed,
-                                   backdoor_weight=weight)
+                                   backdoor_weight=weight, **extra)
             result = attacks.evaluate(student, teacher, tokenizer, max_length, trigger=recipe.trigger,
                                       target_embed=goal, seed=recipe.seed + 30_000, success_cosine=success_cosine)
             if result.attack_success >= 0.5:
                 break
         metrics = {"kind": recipe.kind, **asdict(result), "attack_steps": recipe.steps * multiplier,
-                   "backdoor_weight": weight}
+                   "backdoor_weight": weight, "pooled_weight": pooled}
         if result.attack_success < 0.5:
             raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
     else:
