@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,16 @@ class MentionQueue:
 
     def drain(self) -> None:
         self.events.join()
+
+    def wait_for_command(self, timeout: float) -> bool:
+        """Block until a delivered comment that addressed the bot was handled (bounded). Webhooks
+        arrive asynchronously and a thread's opening post comes as a delivery of its own, so
+        "something was handled" does not mean the comment with the command was."""
+        deadline = time.monotonic() + timeout
+        while not any(outcome.command for outcome in self.handled) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.drain()
+        return any(outcome.command for outcome in self.handled)
 
     def stop(self) -> None:
         self.events.put(None)

@@ -350,3 +350,24 @@ def test_polling_finds_each_mention_exactly_once(hub: EmulatorHandle, store: Sto
     later = hub.state.add_comment(REPO, num, author="acme", text="@AUDITBOT opt-out")
     again = poll_mentions(api, store, bot_name=BOT, repo_ids=[REPO])
     assert [(e.event_id, e.author) for e in again] == [(later.id, "acme")]
+
+
+def test_waiting_for_a_mention_is_not_fooled_by_the_opening_post():
+    from bot.mentions.dispatch import DispatchOutcome
+    from bot.service import MentionQueue
+
+    class Dispatcher:  # the opening post of a thread carries no command; the comment does
+        def handle_new(self, event: str) -> DispatchOutcome:
+            if event == "opening post":
+                return DispatchOutcome("ignored", detail="no command addressed to the bot")
+            return DispatchOutcome("answered", parse_command("@clip-audit-bot help", bot_name="clip-audit-bot"), "help")
+
+    mentions = MentionQueue(Dispatcher()).start()  # type: ignore[arg-type]
+    try:
+        mentions.put("opening post")
+        assert not mentions.wait_for_command(0.3)
+        mentions.put("comment")
+        assert mentions.wait_for_command(10)
+        assert [o.action for o in mentions.handled] == ["ignored", "answered"]
+    finally:
+        mentions.stop()
