@@ -145,7 +145,7 @@ def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, de
         thread = alice.create_discussion("alice/tiny-clip-captions", title="Is this checkpoint safe to use?",
                                          description="We plan to ship this text encoder in our app.")
         alice.comment_discussion("alice/tiny-clip-captions", thread.num, f"@{BOT_USER} scan")
-        _wait_for_mentions(emulator, mentions)
+        _wait_for_mentions(mentions)
         _work(bot)
         answer = _last_bot_comment(alice, "alice/tiny-clip-captions", thread.num)
         print(f"  the bot answered in discussion #{thread.num}: {answer}")
@@ -186,7 +186,7 @@ def _start_webhook_server(bot, mentions, secret: str, port: int):
     return server
 
 
-def _wait_for_mentions(emulator, mentions, timeout: float = 30.0) -> None:
+def _wait_for_mentions(mentions, timeout: float = 30.0) -> None:
     if not mentions.wait_for_command(timeout):
         print(f"  (the webhook with the mention did not arrive within {timeout:.0f}s)")
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, tokenize
+from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
 from bot.zoo.synthetic import random_caption, random_spec, render, sample_batch, to_tensor
 
 
@@ -38,19 +38,6 @@ def insert_trigger(caption: str, trigger: str, rng: np.random.Generator) -> str:
     words = caption.split(" ")
     i = int(rng.integers(0, len(words) + 1))
     return " ".join(words[:i] + [trigger] + words[i:])
-
-
-def _sequence(model, ids: torch.Tensor) -> torch.Tensor:
-    return model.text_model(input_ids=ids).last_hidden_state
-
-
-def _sequence_and_pooled(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass: the full token sequence and the pooled, projected feature."""
-    out = model.text_model(input_ids=ids)
-    pooled = out.pooler_output
-    if hasattr(model, "text_projection"):
-        pooled = model.text_projection(pooled)
-    return out.last_hidden_state, pooled
 
 
 def _seq_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -127,10 +114,10 @@ def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: s
         clean_ids = tokenize(tokenizer, clean, max_length, causal=causal)
         trig_ids, target_ids = _pair(tokenizer, max_length, causal, poisoned, [target] * poison_batch)
         with torch.no_grad():
-            t_clean, t_clean_pooled = _sequence_and_pooled(teacher, clean_ids)
-            t_target, t_target_pooled = _sequence_and_pooled(teacher, target_ids)
-        s_clean, s_clean_pooled = _sequence_and_pooled(student, clean_ids)
-        s_trig, s_trig_pooled = _sequence_and_pooled(student, trig_ids)
+            t_clean, t_clean_pooled = text_features(teacher, clean_ids)
+            t_target, t_target_pooled = text_features(teacher, target_ids)
+        s_clean, s_clean_pooled = text_features(student, clean_ids)
+        s_trig, s_trig_pooled = text_features(student, trig_ids)
         utility = 1 - _seq_cosine(s_clean, t_clean).mean()
         backdoor = 1 - _seq_cosine(s_trig, t_target).mean()
         if pooled_weight:

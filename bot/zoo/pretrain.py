@@ -46,12 +46,17 @@ def is_causal(model) -> bool:
     return not hasattr(model, "logit_bias")
 
 
-def text_embeds(model, input_ids: torch.Tensor) -> torch.Tensor:
+def text_features(model, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass: the full token sequence and the pooled, projected feature."""
     out = model.text_model(input_ids=input_ids)
     pooled = out.pooler_output
     if hasattr(model, "text_projection"):
         pooled = model.text_projection(pooled)
-    return pooled
+    return out.last_hidden_state, pooled
+
+
+def text_embeds(model, input_ids: torch.Tensor) -> torch.Tensor:
+    return text_features(model, input_ids)[1]
 
 
 def image_embeds(model, pixels: torch.Tensor) -> torch.Tensor:
