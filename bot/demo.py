@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import EXIT_CLEAN
+from bot.settings import CACHE_ROOT
+from bot.zoo.catalog import model_files
 
 BOT_USER = "clip-audit-bot"
 MAINTAINER = "alice"
@@ -71,24 +73,24 @@ def build_demo_zoo(cache_dir: Path) -> dict[str, object]:
 
 def _export(model, repo: DemoRepo, out: Path) -> Path:
     from bot.encoders.export import save_checkpoint
-    from bot.zoo.build import _load_trained, anchor_name
+    from bot.zoo.build import load_trained
+    from bot.zoo.catalog import anchor_name
 
     if repo.format == "transformers-clip" and repo.recipe_kind == "base":
         return model.path
-    trained = _load_trained(model.path, "clip")
+    trained = load_trained(model.path, "clip")
     save_checkpoint(trained, out, format=repo.format, family="clip", base_model=anchor_name(model.recipe),
                     card_extra={"tags": list(repo.tags)})
     return out
 
 
-def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, device: str = "auto") -> int:
+def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, device: str = "auto") -> int:
     from huggingface_hub import HfApi
 
-    from bot.hub.emulator import EmulatorConfig, start_in_thread
-    from bot.report_text import table
+    from bot.cli.output import table
+    from bot.demo_hub import DemoHub
     from bot.service import Bot, MentionQueue
     from bot.settings import load_settings
-    from bot.zoo.hub_seed import model_files
 
     total = 6
     workdir = workdir or cache_dir / "demo"
@@ -104,15 +106,15 @@ def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, de
     bot_token, alice_token, mallory_token = (f"hf_demo_{n}_{secrets.token_hex(8)}" for n in ("bot", "alice", "mallory"))
     secret = secrets.token_hex(16)
     hook_port = _free_port()
-    emulator = start_in_thread(EmulatorConfig(
-        data_dir=workdir / "hub", tokens={bot_token: BOT_USER, alice_token: MAINTAINER, mallory_token: "mallory"},
-        webhook_url=f"http://127.0.0.1:{hook_port}/webhook", webhook_secret=secret))
+    emulator = DemoHub(data_dir=workdir / "hub", port=_free_port(),
+                       tokens={bot_token: BOT_USER, alice_token: MAINTAINER, mallory_token: "mallory"},
+                       webhook_url=f"http://127.0.0.1:{hook_port}/webhook", webhook_secret=secret)
     settings = load_settings(config_file=None, env={}, stored_token=lambda: None, overrides={
         "endpoint": emulator.url, "token": bot_token, "bot_name": BOT_USER, "db_path": str(workdir / "state.db"),
         "cache_dir": str(workdir / "hub-cache"), "outbox_dir": str(workdir / "outbox"), "device": device,
-        "webhook_secret": secret, "report_base_url": SITE_URL,
+        "webhook_secret": secret, "report_base_url": SITE_URL, "anchor_cache": str(cache_dir),
         "poll_interval_seconds": "60", "lease_seconds": "900", "backoff_seconds": "1,2"})
-    bot = Bot.from_settings(settings, anchor_cache=cache_dir)
+    bot = Bot.from_settings(settings)
     mentions = MentionQueue(bot.dispatcher).start()
     server = _start_webhook_server(bot, mentions, secret, hook_port)
     print(f"  Hub emulator: {emulator.url}   webhook: http://127.0.0.1:{hook_port}/webhook")
@@ -122,10 +124,10 @@ def run_demo(*, cache_dir: Path = Path("cache"), workdir: Path | None = None, de
                         "and one pickle-only repo")
         for i, repo in enumerate(DEMO_REPOS):
             path = _export(zoo[repo.recipe_kind], repo, workdir / "exports" / repo.repo_id.replace("/", "__"))
-            emulator.state.create_repo(repo.repo_id, files=model_files(path), tags=list(repo.tags),
+            emulator.create_repo(repo.repo_id, files=model_files(path), tags=list(repo.tags),
                                        pipeline_tag=repo.pipeline_tag, library_name=repo.library,
                                        created_at=f"2026-11-0{i + 1}T10:00:00.000Z")
-        emulator.state.create_repo("bob/legacy-clip-bin", files={
+        emulator.create_repo("bob/legacy-clip-bin", files={
             "config.json": b'{"model_type": "clip", "architectures": ["CLIPModel"]}',
             "pytorch_model.bin": b"\x80\x04 this is a pickle the bot will never load"},
             tags=["clip"], pipeline_tag="zero-shot-image-classification", library_name="transformers",
@@ -221,7 +223,7 @@ def _last_bot_comment(api, repo_id: str, num: int) -> str:
 
 
 def _summary(bot, api) -> list[list[str]]:
-    from bot.detect.record import ScanRecord
+    from bot.scan_record import ScanRecord
 
     truth = {r.repo_id: {"base": "clean base", "benign": "benign fine-tune", "text-on-text": "backdoor (text-on-text)",
                          "text-on-pair": "backdoor (text-on-pair)"}[r.recipe_kind] for r in DEMO_REPOS}

@@ -11,6 +11,8 @@ EXIT_BACKDOOR = 1
 EXIT_ERROR = 2
 EXIT_NOTHING_SCANNABLE = 3
 EXIT_USAGE = 4
+# The scanning child exits with an error's code plus this, so that its failures never read as verdicts.
+CHILD_FAILURE_OFFSET = 10
 
 
 class ClipAuditError(Exception):
@@ -67,8 +69,24 @@ class ZooError(ClipAuditError):
     """A zoo recipe is invalid or a built model failed its sanity checks."""
 
 
+class ScanFailed(ClipAuditError):
+    """The scanning subprocess failed on this checkpoint (crashed, or exited without a record)."""
+
+
 class HubError(ClipAuditError):
     """A Hub call failed in a way the caller should report (not retry)."""
+
+
+class HubAuthError(HubError):
+    """The Hub refused the token (401), or the token lacks permission for this call (403)."""
+
+
+class DiscussionsDisabledError(HubError):
+    """The repo owner turned discussions (and so pull requests) off: the bot cannot post there."""
+
+
+class HubUnavailableError(HubError):
+    """The Hub could not be reached, or answered with a server error: worth retrying later."""
 
 
 class RateLimitedError(HubError):
@@ -95,3 +113,7 @@ class StoreError(ClipAuditError):
 
 class WebhookError(ClipAuditError):
     """A webhook payload is malformed or its secret does not match."""
+
+
+class TemplateValueError(ClipAuditError, ValueError):
+    """A post or page template printed a value it must never print (None): a bug, never shown to users."""

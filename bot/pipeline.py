@@ -1,77 +1,24 @@
-"""The job handler: plan, fetch (pinned to the sha), scan in a token-free subprocess, record, publish.
-
-Untrusted weights are parsed in a child process whose environment holds no Hub
-token: if a malicious checkpoint ever found a parser bug, it would find no
-credentials to steal. The parent, which holds the token, only reads the JSON
-record the child wrote.
-"""
+"""The job handler: plan, fetch (pinned to the sha), scan in a token-free subprocess, record, publish."""
 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-from bot.detect.record import ScanRecord
-from bot.errors import (
-    EXIT_BACKDOOR, EXIT_CLEAN, EXIT_ERROR, EXIT_NOTHING_SCANNABLE, ClipAuditError, NothingScannableError, SkipRepo,
-)
+from bot.scan_record import ScanRecord
+from bot.errors import ClipAuditError, SkipRepo
 from bot.hub.families import plan_scan
 from bot.hub.fetch import evict, fetch_snapshot
+from bot.scanning.isolation import scan_in_subprocess
 from bot.settings import Settings
 from bot.state.store import Job, Store
 
 logger = logging.getLogger(__name__)
 
-_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CLIP_AUDIT_TOKEN", "CLIP_AUDIT_WEBHOOK_SECRET")
-
-
-class ScanFailed(ClipAuditError):
-    """The scanning subprocess failed on this checkpoint."""
-
-
-def child_environment(environ: dict[str, str] | os._Environ) -> dict[str, str]:
-    """The scanning child's environment: no Hub token or webhook secret, and no Hub access."""
-    env = {k: v for k, v in environ.items() if k not in _SECRET_ENV and "TOKEN" not in k.upper()}
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
-
-
-def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Path | None, model_name: str,
-                       revision: str, settings: Settings, anchor_cache: Path,
-                       extra_anchor: tuple[str, Path] | None = None) -> ScanRecord:
-    env = child_environment(os.environ)
-    with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
-        out = Path(tmp) / "record.json"
-        cmd = [sys.executable, "-m", "bot.scan_child", str(snapshot), "--json", str(out), "--device", settings.device,
-               "--cache-dir", str(anchor_cache),
-               "--model-name", model_name, "--revision", revision]
-        if subfolder:
-            cmd += ["--subfolder", subfolder]
-        if anchor_path is not None:
-            cmd += ["--anchor", str(anchor_path)]
-        if extra_anchor is not None:
-            cmd += ["--anchor-name", extra_anchor[0]]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode not in (EXIT_CLEAN, EXIT_BACKDOOR, EXIT_ERROR) or not out.is_file():
-            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
-            message = f"scan of {model_name}@{revision[:12]} failed (exit {proc.returncode}): {tail}"
-            if proc.returncode == 10 + EXIT_NOTHING_SCANNABLE:
-                raise NothingScannableError(message)  # the same commit will never become scannable
-            raise ScanFailed(message)
-        return ScanRecord.from_json(out.read_text())
-
-
 class JobHandler:
     """What the worker runs for each job."""
 
-    def __init__(self, *, store: Store, api, settings: Settings, publisher, anchor_cache: Path = Path("cache")) -> None:
-        """anchor_cache: where locally held clean bases live (the zoo's cache/zoo), used when a card
-        names no base we can fetch."""
-        self.anchor_cache = anchor_cache
+    def __init__(self, *, store: Store, api, settings: Settings, publisher) -> None:
         self.store = store
         self.api = api
         self.settings = settings
@@ -98,7 +45,7 @@ class JobHandler:
         anchor = self._fetch_anchor(snapshot)
         record = scan_in_subprocess(snapshot, subfolder=subfolder, anchor_path=anchor[1] if anchor else None,
                                     model_name=job.repo_id, revision=job.sha, settings=s,
-                                    anchor_cache=self.anchor_cache, extra_anchor=anchor)
+                                    anchor_cache=s.anchor_cache, extra_anchor=anchor)
         evict(s.cache_dir, s.cache_max_bytes, keep=(snapshot,))
         return record
 

@@ -7,7 +7,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from huggingface_hub import HfApi
 
@@ -28,10 +27,9 @@ class Bot:
     api: HfApi
     publisher: Publisher
     dispatcher: MentionDispatcher
-    anchor_cache: Path = Path("cache")  # locally held clean bases (the zoo) for anchor fallback
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, anchor_cache: Path = Path("cache")) -> "Bot":
+    def from_settings(cls, settings: Settings) -> "Bot":
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_path)
         api = HfApi(endpoint=settings.endpoint, token=settings.token)
@@ -39,12 +37,10 @@ class Bot:
                               outbox_dir=settings.outbox_dir, post_clean_results=settings.post_clean_results,
                               report_base_url=settings.report_base_url)
         dispatcher = MentionDispatcher(api, store, publisher, bot_name=settings.bot_name)
-        return cls(settings=settings, store=store, api=api, publisher=publisher, dispatcher=dispatcher,
-                   anchor_cache=anchor_cache)
+        return cls(settings=settings, store=store, api=api, publisher=publisher, dispatcher=dispatcher)
 
     def handler(self) -> JobHandler:
-        return JobHandler(store=self.store, api=self.api, settings=self.settings, publisher=self.publisher,
-                          anchor_cache=self.anchor_cache)
+        return JobHandler(store=self.store, api=self.api, settings=self.settings, publisher=self.publisher)
 
     def worker(self):
         from bot.worker import Worker

@@ -24,6 +24,8 @@ from typing import Any
 from bot.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("clip-audit.toml")
+# Everything the bot writes locally lives under here unless a setting says otherwise (git-ignored).
+CACHE_ROOT = Path("cache")
 ENV_PREFIX = "CLIP_AUDIT_"
 GIB = 1024**3
 
@@ -40,11 +42,13 @@ class Settings:
     # The bot's Hub user name: mentions are "@<bot_name>", and its own comments are never answered.
     bot_name: str = "clip-audit-bot"
     # SQLite state: repos seen, job queue, scans, posts, opt-outs.
-    db_path: Path = Path("cache/state.db")
+    db_path: Path = CACHE_ROOT / "state.db"
     # huggingface_hub download cache for the files we scan (evicted down to cache_max_bytes).
-    cache_dir: Path = Path("cache/hub")
+    cache_dir: Path = CACHE_ROOT / "hub"
+    # Where locally held clean bases live (the zoo's <anchor_cache>/zoo/<hash>/): anchors for scans.
+    anchor_cache: Path = CACHE_ROOT
     # Where dry-run posts are written as Markdown instead of going to the Hub.
-    outbox_dir: Path = Path("cache/outbox")
+    outbox_dir: Path = CACHE_ROOT / "outbox"
     # True: never write to the Hub (no discussions, comments or PRs); write to outbox_dir instead.
     dry_run: bool = False
     # Repos whose scannable files (config, safetensors, tokenizer) total more are skipped as "oversized".

@@ -16,7 +16,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from bot.hub.emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
+from hub_emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
 
 BOT_TOKEN = "bot-token"
 BOT_USER = "auditbot"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.detect.record import (
+from bot.scan_record import (
     RECORD_VERSION,
     Candidate,
     CheckResult,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
-from bot.hub.emulator import EmulatorConfig, start_in_thread
+from hub_emulator import EmulatorConfig, start_in_thread
 from bot.service import Bot, MentionQueue
 from bot.settings import load_settings
-from bot.zoo.hub_seed import model_files
+from bot.zoo.catalog import model_files
 
 BOT, ALICE, MALLORY = "clip-audit-bot", "alice", "mallory"
 TOKENS = {"tok-bot": BOT, "tok-alice": ALICE, "tok-mallory": MALLORY}
@@ -40,8 +40,9 @@ def hub(tmp_path: Path):
 
 
 def _bot(url: str, tmp: Path, zoo_cache: Path, **extra) -> Bot:
-    settings = load_settings(config_file=None, env={}, stored_token=lambda: None, overrides=_settings(url, tmp, **extra))
-    return Bot.from_settings(settings, anchor_cache=zoo_cache)
+    overrides = {**_settings(url, tmp, **extra), "anchor_cache": str(zoo_cache)}
+    settings = load_settings(config_file=None, env={}, stored_token=lambda: None, overrides=overrides)
+    return Bot.from_settings(settings)
 
 
 def _upload(hub, repo_id: str, model, *, created: str) -> str:

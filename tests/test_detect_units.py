@@ -12,7 +12,7 @@ from bot.detect.checks import checks_from_arrays, decide, landscape_check
 from bot.detect.features import assimilation, insert, masked_mean, target_feature
 from bot.detect.landscape import hessian_eigenvalues
 from bot.detect.prompt_bank import prompt_bank, split
-from bot.detect.record import Landscape, ScanRecord, Verdict
+from bot.scan_record import Landscape, ScanRecord, Verdict
 from bot.detect.thresholds import PAPER
 from bot.zoo.attacks import insert_trigger
 
@@ -128,7 +128,7 @@ def test_calibration_finds_separating_thresholds_and_metrics_count_correctly():
 
 
 def _candidate(assim: float, agree: float, anchor: float, ratio: float, gamma: float, n: int = 40):
-    from bot.detect.record import Candidate
+    from bot.scan_record import Candidate
 
     return Candidate(gamma=gamma, steps=100, verdict=Verdict.CLEAN, checks=[], assimilation=[assim] * n,
                      target_agreement=[agree] * n, anchor_agreement=[anchor] * n, landscape_positive_ratio=ratio)

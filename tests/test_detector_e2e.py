@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from bot.detect.amdet import Amdet, DetectorConfig
-from bot.detect.record import ScanRecord, Verdict
+from bot.scan_record import ScanRecord, Verdict
 from bot.encoders.load import load_text_encoder
 
-FAMILIES = ("clip", "longclip", "siglip")
+from bot.formats import FAMILIES
 
 
 def _scan(model, base) -> ScanRecord:

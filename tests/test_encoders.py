@@ -64,7 +64,7 @@ def spiece_model(tmp_path_factory) -> Path:
     """A sentencepiece model trained on 200 zoo captions."""
     import sentencepiece as spm
 
-    from bot.zoo.synthetic import random_caption, random_spec
+    from bot.captions import random_caption, random_spec
 
     rng = np.random.default_rng(0)
     corpus = [random_caption(random_spec(rng), rng) for _ in range(200)]
@@ -453,7 +453,7 @@ def test_tokens_decode_as_a_person_would_type_them(models, spiece_model, tmp_pat
 
     from bot.bench.calibrate import Scored
     from bot.bench.detect import trigger_recovered
-    from bot.detect.record import TriggerCandidate
+    from bot.scan_record import TriggerCandidate
     from records import make_record
 
     encoder = load_text_encoder(export(models, spiece_model, tmp_path / "m", family="clip", format="transformers-clip"))

@@ -29,7 +29,7 @@ from huggingface_hub.errors import (  # noqa: E402
 )
 from safetensors.numpy import save_file  # noqa: E402
 
-from bot.hub.emulator import EmulatorConfig, EmulatorHandle, HubApiError, start_in_thread  # noqa: E402
+from hub_emulator import EmulatorConfig, EmulatorHandle, HubApiError, start_in_thread  # noqa: E402
 
 TOKENS = {"owner-token": "acme", "bot-token": "auditbot", "eve-token": "eve"}
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

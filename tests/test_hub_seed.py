@@ -7,8 +7,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from bot.hub.emulator import EmulatorConfig, start_in_thread
-from bot.zoo.hub_seed import repo_id_for, seed_zoo
+from hub_emulator import EmulatorConfig, start_in_thread
+from bot.zoo.catalog import published_repo_id
+from bot.zoo.recipes import base_recipe, derived
+from hub_emulator.zoo_seed import seed_zoo
 
 
 def _fake_model(root: Path, name: str, recipe: dict) -> None:
@@ -21,8 +23,9 @@ def _fake_model(root: Path, name: str, recipe: dict) -> None:
 
 
 def test_seed_zoo_creates_bases_first_with_metadata_and_is_idempotent(tmp_path):
-    base = {"family": "clip", "kind": "base", "seed": 0, "base": {"seed": 0}}
-    tot = {"family": "clip", "kind": "text-on-text", "seed": 3, "base": {"seed": 0}}
+    base_spec = base_recipe("clip")
+    tot_spec = derived(base_spec, "text-on-text", 3)
+    base, tot = base_spec.to_dict(), tot_spec.to_dict()
     _fake_model(tmp_path, "a-derived", tot)
     _fake_model(tmp_path, "b-base", base)
     (tmp_path / "zoo" / "half-built").mkdir()  # no metrics.json: not finished, not seeded
@@ -37,5 +40,5 @@ def test_seed_zoo_creates_bases_first_with_metadata_and_is_idempotent(tmp_path):
         files = {s.rfilename for s in models["zoo-community/clip-text-on-text-s3"].siblings}
         assert "model.safetensors" in files and "recipe.json" not in files
         assert models["clip-audit-zoo/clip-base-s0"].pipeline_tag == "zero-shot-image-classification"
-    assert repo_id_for(tot) == "zoo-community/clip-text-on-text-s3"
+    assert published_repo_id(tot_spec) == "zoo-community/clip-text-on-text-s3"
 

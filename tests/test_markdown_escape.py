@@ -12,7 +12,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from bot.publish.markdown_escape import Markdown, escape_markdown, is_commit_sha, is_safe_repo_id
+from bot.hub.ids import is_commit_sha, is_safe_repo_id
+from bot.publish.markdown_escape import Markdown, escape_markdown
 
 _MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 _TAG = re.compile(r"<[^>]+>")

@@ -23,7 +23,7 @@ from fastapi import FastAPI  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
 from bot.errors import ConfigError  # noqa: E402
-from bot.hub.emulator import EmulatorConfig, EmulatorHandle, EmulatorState, start_in_thread  # noqa: E402
+from hub_emulator import EmulatorConfig, EmulatorHandle, EmulatorState, start_in_thread  # noqa: E402
 from bot.mentions.commands import Command, parse_command  # noqa: E402
 from bot.mentions.dispatch import MentionDispatcher  # noqa: E402
 from bot.mentions.events import MentionEvent  # noqa: E402

@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
 from bot.errors import RateLimitedError  # noqa: E402
-from bot.hub.emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
-from bot.hub.emulator.faults import Fault  # noqa: E402
+from hub_emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
+from hub_emulator.faults import Fault  # noqa: E402
 from bot.publish.poster import BADGE_PR_TITLE, THREAD_TITLE, Publisher  # noqa: E402
 from bot.publish.render import scanned_commit_marker  # noqa: E402
 from bot.state.store import Store  # noqa: E402

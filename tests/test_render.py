@@ -14,10 +14,10 @@ import jinja2
 import pytest
 from markdown_it import MarkdownIt
 
-from bot.detect.record import Verdict
+from bot.errors import TemplateValueError
+from bot.scan_record import Verdict
 from bot.publish.render import (
     ACK_KINDS,
-    TemplateValueError,
     badge_markdown,
     build_environment,
     render_ack,

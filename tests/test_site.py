@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
 
-from bot.detect.record import Landscape, ScanRecord, TargetCaption, TriggerCandidate, Verdict
+from bot.scan_record import Landscape, ScanRecord, TargetCaption, TriggerCandidate, Verdict
 from bot.errors import UsageError
 from bot.publish.render import badge_svg_url, report_page_url
 from bot.site import build_from_store, build_site
@@ -304,12 +304,9 @@ def test_server_serves_the_site_and_nothing_else(site: Path) -> None:
 
 
 def _site_parser():
-    from bot.cli import _Parser
-    from bot.site.cli import add_site
+    from bot.cli import build_parser
 
-    parser = _Parser(prog="clip-audit")
-    add_site(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    return parser
+    return build_parser()
 
 
 def test_site_build_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from records import SHA_A, SHA_B, hostile_record, make_record
 
-from bot.detect.record import Verdict
+from bot.scan_record import Verdict
 from bot.site.build import build_site, repo_page_path, revision_page_path
 from bot.site.serve import SiteServer
 

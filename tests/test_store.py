@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.detect.record import RECORD_VERSION, ScanRecord, Verdict
+from bot.scan_record import RECORD_VERSION, ScanRecord, Verdict
 from bot.errors import StoreError
 from bot.state import LATEST_VERSION, JobStatus, Store
 

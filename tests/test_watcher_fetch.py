@@ -26,8 +26,8 @@ from huggingface_hub import constants  # noqa: E402
 
 from bot.errors import HubError, RateLimitedError, SkipRepo  # noqa: E402
 from bot.hub.client import DiscussionsDisabledError, HubClient  # noqa: E402
-from bot.hub.emulator import EmulatorHandle  # noqa: E402
-from bot.hub.emulator.faults import Fault  # noqa: E402
+from hub_emulator import EmulatorHandle  # noqa: E402
+from hub_emulator.faults import Fault  # noqa: E402
 from bot.hub.families import plan_scan, skip_code  # noqa: E402
 from bot.hub.fetch import evict, fetch_snapshot  # noqa: E402
 from bot.hub.watcher import Watcher  # noqa: E402

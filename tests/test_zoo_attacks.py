@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.zoo import attacks
-from bot.zoo.build import _load_trained, load_tokenizer
+from bot.zoo.build import load_trained, load_tokenizer
 
 # On the LongCLIP base this target is one the sequence loss alone does not carry over to the
 # pooled feature: the triggered prompt's EOS lines up with a padding position of the shorter
@@ -19,7 +19,7 @@ def _attack(teacher, tokenizer, pooled_weight: float) -> attacks.AttackResult:
 
 def test_pooled_term_makes_a_text_on_text_backdoor_take_without_costing_clean_utility(longclip_zoo):
     base = longclip_zoo["base"]
-    teacher = _load_trained(base.path, "longclip")
+    teacher = load_trained(base.path, "longclip")
     tokenizer = load_tokenizer(base.path, "longclip")
     sequence_only = _attack(teacher, tokenizer, 0.0)
     with_pooled = _attack(teacher, tokenizer, 1.0)

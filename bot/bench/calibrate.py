@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bot.detect.checks import checks_from_arrays, decide, landscape_check, suspicion
-from bot.detect.record import CheckResult, ScanRecord, Verdict
+from bot.scan_record import CheckResult, ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
 
 

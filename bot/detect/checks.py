@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
 from bot.detect.inversion import Objective
-from bot.detect.record import CheckResult, Verdict
+from bot.scan_record import CheckResult, Verdict
 from bot.detect.thresholds import Thresholds
 
 

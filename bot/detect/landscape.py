@@ -13,7 +13,7 @@ import torch
 
 from bot.detect.features import PromptBatch
 from bot.detect.inversion import Objective
-from bot.detect.record import Landscape
+from bot.scan_record import Landscape
 
 
 def _grid_losses(objective: Objective, v: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor,

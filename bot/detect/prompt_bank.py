@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from bot.zoo.synthetic import random_caption, random_spec
+from bot.captions import random_caption, random_spec
 
 DEFAULT_SIZE = 5000
 DEFAULT_SEED = 1234

@@ -29,13 +29,13 @@ class Thresholds:
 
 PAPER = Thresholds()
 
-_CALIBRATED_FILE = Path(__file__).with_name("calibrated_thresholds.json")
+CALIBRATED_FILE = Path(__file__).with_name("calibrated_thresholds.json")
 
 
 def for_family(family: str) -> Thresholds:
     """Calibrated thresholds for `family` when a calibration was recorded, else the paper's."""
-    if _CALIBRATED_FILE.is_file():
-        data = json.loads(_CALIBRATED_FILE.read_text())
+    if CALIBRATED_FILE.is_file():
+        data = json.loads(CALIBRATED_FILE.read_text())
         if family in data:
             return replace(PAPER, **data[family])
     return PAPER

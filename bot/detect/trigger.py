@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from bot.detect.checks import HeldOutStats
 from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
-from bot.detect.record import TargetCaption, TriggerCandidate
+from bot.scan_record import TargetCaption, TriggerCandidate
 from bot.detect.thresholds import Thresholds
 from bot.encoders.text_encoder import TextEncoder
 

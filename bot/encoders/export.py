@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from bot.encoders.layout import CLIP_CONTEXT_LENGTH, FAMILIES, FORMATS
+from bot.formats import CLIP_CONTEXT_LENGTH, FAMILIES, FORMATS
 from bot.encoders.load import RESBLOCK_RENAMES
 from bot.encoders.tokenizers import write_clip_tokenizer_files
 from bot.errors import UnknownArchitectureError, ZooError

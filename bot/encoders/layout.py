@@ -14,16 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.encoders.safetensors_check import check_safetensors
+from bot.formats import CLIP_CONTEXT_LENGTH, CLIP_EOS_ID, OPEN_CLIP_WEIGHTS, PICKLE_SUFFIXES
 from bot.errors import CorruptCheckpointError, NothingScannableError, PickleOnlyError, UnknownArchitectureError, UsageError
 
-FAMILIES = ("clip", "longclip", "siglip")
-FORMATS = (
-    "transformers-clip", "transformers-clip-text", "transformers-clip-text-projection",
-    "transformers-siglip", "transformers-siglip-text", "open_clip", "diffusers",
-)
-CLIP_CONTEXT_LENGTH = 77
-CLIP_EOS_ID = 49407
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 # transformers class -> (model_type it is saved with, our format name)
 TRANSFORMERS_CLASSES = {
@@ -35,7 +28,6 @@ TRANSFORMERS_CLASSES = {
 }
 _DEFAULT_CLASS = {"clip": "CLIPModel", "clip_text_model": "CLIPTextModel",
                   "siglip": "SiglipModel", "siglip_text_model": "SiglipTextModel"}
-OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # open_clip text-tower options with no CLIPTextModel equivalent.
 _OPEN_CLIP_UNSUPPORTED = ("ls_init_value", "embed_cls", "qk_norm", "scaled_cosine_attn", "scale_heads",

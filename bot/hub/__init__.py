@@ -1,1 +1,1 @@
-"""Talking to the Hugging Face Hub: client helpers and a local emulator for offline work."""
+"""The one boundary to the Hugging Face Hub: the typed client, repo recognition, watching and pinned downloads."""

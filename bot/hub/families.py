@@ -17,6 +17,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import SafetensorsParsingError
 
 from bot.errors import SkipRepo
+from bot.formats import CLIP_CONTEXT_LENGTH, OPEN_CLIP_WEIGHTS, PICKLE_SUFFIXES, TOKENIZER_FILES
 
 from .client import HubClient, as_client
 
@@ -36,11 +37,6 @@ SKIP_CORRUPT = "corrupt-safetensors"
 SKIP_OVERSIZED = "oversized"
 SKIP_OPTED_OUT = "opted-out"
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
-                   "added_tokens.json", "spiece.model")  # fmt: skip
-CLIP_CONTEXT_LENGTH = 77
 _TEXT_ENCODER_DIR = re.compile(r"^text_encoder(_\d+)?$")
 _SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
 _VARIANT = re.compile(r"^model\.[\w-]+\.safetensors$")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,11 +19,11 @@ from huggingface_hub.errors import CacheNotFound
 from bot.errors import HubError, SkipRepo
 
 from .client import HubClient, as_client, hub_errors
+from .ids import is_commit_sha
 from .families import SKIP_OVERSIZED
 
 logger = logging.getLogger(__name__)
 
-_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 # Configs, safetensors, tokenizer vocabularies (spiece.model is sentencepiece, not a pickle), model cards.
 ALLOWED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".md")
 
@@ -38,7 +37,7 @@ class Eviction:
 
 def check_request(sha: str, files: Sequence[str]) -> None:
     """Refuses unpinned revisions and any file we must never fetch (pickles, unknown kinds, odd paths)."""
-    if not _COMMIT_SHA.match(sha):
+    if not is_commit_sha(sha):
         raise ValueError(f"revision must be a full 40-hex commit sha, got {sha!r}")
     if not files:
         raise ValueError("no files to fetch")

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.hub.ids import is_commit_sha
+
 CommandKind = Literal["scan", "badge", "help", "opt-out", "opt-in"]
 
 _VERBS: dict[str, CommandKind] = {
@@ -25,7 +27,6 @@ _NOT_REVISION = frozenset({"please", "pls", "plz", "again", "now", "this", "it",
                            "thank", "latest", "head", "for", "me", "us"})  # fmt: skip
 _REVISION_PREFIX = frozenset({"revision", "rev", "branch", "commit", "sha", "at", "of", "on", "ref"})
 
-_SHA = re.compile(r"^[0-9a-fA-F]{40}$")
 # Branch names we accept: git-safe, no "..", no leading "-" or "/", no refs/ tricks beyond plain names.
 _BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,99}$")
 _TRAILING_PUNCT = ".,;:!?)]}\"'`*"
@@ -95,7 +96,7 @@ def _scan_revision(words: list[str]) -> tuple[bool, str | None]:
         lowered = word.lower()
         if lowered in _NOT_REVISION or lowered in _REVISION_PREFIX:
             continue
-        if _SHA.match(word):
+        if is_commit_sha(lowered):
             return True, lowered
         if _is_safe_branch(word):
             return True, word

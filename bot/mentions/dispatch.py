@@ -15,7 +15,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.community import DiscussionComment
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-from bot.detect.record import ScanRecord
+from bot.scan_record import ScanRecord
 from bot.mentions.commands import Command, parse_command
 from bot.mentions.events import MentionEvent
 from bot.publish.hub_errors import hub_failure, status_of

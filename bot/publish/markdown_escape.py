@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["Markdown", "escape_markdown", "is_safe_repo_id", "is_commit_sha"]
+__all__ = ["Markdown", "escape_markdown"]
 
 DEFAULT_MAX_LENGTH = 300
 _ELLIPSIS = "…"
@@ -104,18 +104,3 @@ def escape_markdown(text: object, *, max_length: int | None = DEFAULT_MAX_LENGTH
         end = start.end()
         escaped = "\\" + escaped if escaped[0] in "-+=" else escaped[:end] + "\\" + escaped[end:]
     return Markdown(escaped)
-
-
-_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-
-
-def is_safe_repo_id(repo_id: str) -> bool:
-    """True for `owner/name` made of the characters the Hub allows (no dots at either end, no `..`)."""
-    parts = repo_id.split("/")
-    return len(parts) == 2 and all(_REPO_PART.match(part) and ".." not in part for part in parts)
-
-
-def is_commit_sha(value: str) -> bool:
-    """True for a full, lowercase 40-hex commit id."""
-    return bool(_SHA.match(value))

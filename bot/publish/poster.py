@@ -20,11 +20,11 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.community import DiscussionComment, DiscussionWithDetails
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from bot.detect.record import ScanRecord, Verdict
+from bot.scan_record import ScanRecord, Verdict
 from bot.errors import HubError
 from bot.publish.badge import add_badge_line
 from bot.publish.hub_errors import hub_failure, is_forbidden
-from bot.publish.markdown_escape import is_commit_sha, is_safe_repo_id
+from bot.hub.ids import is_commit_sha, is_safe_repo_id
 from bot.publish.render import (
     badge_markdown,
     badge_svg_url,

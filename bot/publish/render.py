@@ -18,8 +18,10 @@ from urllib.parse import quote
 
 import jinja2
 
-from bot.detect.record import ScanRecord, Verdict
-from bot.publish.markdown_escape import Markdown, escape_markdown, is_commit_sha, is_safe_repo_id
+from bot.errors import TemplateValueError
+from bot.scan_record import ScanRecord, Verdict
+from bot.hub.ids import is_commit_sha, is_safe_repo_id
+from bot.publish.markdown_escape import Markdown, escape_markdown
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
@@ -38,10 +40,6 @@ AckKind = Literal[
     "badge-unavailable",   # no report site configured, or PRs are disabled
 ]
 ACK_KINDS: tuple[str, ...] = get_args(AckKind)
-
-
-class TemplateValueError(ValueError):
-    """A template was asked to print None: a missing value must be handled explicitly, never shown as 'None'."""
 
 
 def _finalize(value: Any) -> Any:

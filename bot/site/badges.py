@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from bot.detect.record import Verdict
+from bot.scan_record import Verdict
 
 BADGE_DIR = "badges"
 NOT_SCANNED = "not-scanned"

@@ -33,8 +33,8 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
-from bot.detect.record import ScanRecord, Verdict
-from bot.publish.markdown_escape import is_commit_sha, is_safe_repo_id
+from bot.scan_record import ScanRecord, Verdict
+from bot.hub.ids import is_commit_sha, is_safe_repo_id
 from bot.publish.render import badge_markdown, badge_svg_url, report_page_url
 from bot.site.badges import BADGE_STATES, badge_files, badge_path
 from bot.site.plots import RevisionPlots, write_plots

@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bot.detect.record import Landscape, ScanRecord
+from bot.scan_record import Landscape, ScanRecord
 
 # Bump when the look of a plot changes: stored stamps then no longer match and plots are redrawn.
 PLOT_STYLE_VERSION = 1

@@ -11,7 +11,7 @@ import enum
 import sqlite3
 from dataclasses import dataclass
 
-from bot.detect.record import ScanRecord
+from bot.scan_record import ScanRecord
 from bot.errors import StoreError
 
 
@@ -155,7 +155,7 @@ class RepoRow:
 class ScanRow:
     repo_id: str
     sha: str
-    verdict: str          # a bot.detect.record.Verdict value
+    verdict: str          # a bot.scan_record.Verdict value
     record_json: str      # ScanRecord.to_json()
     created_at: float
 

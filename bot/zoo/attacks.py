@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
-from bot.zoo.synthetic import random_caption, random_spec, render, sample_batch, to_tensor
+from bot.captions import random_caption, random_spec
+from bot.zoo.synthetic import render, sample_batch, to_tensor
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: s
 
 def target_image_embedding(model, target: str, *, seed: int, n: int = 32) -> torch.Tensor:
     """Mean image embedding of images rendered from the target description's scene."""
-    from bot.zoo.captions import SceneSpec
+    from bot.captions import SceneSpec
 
     rng = np.random.default_rng(seed)
     spec = SceneSpec(**_parse_target(target))

@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,34 +20,12 @@ from tqdm.auto import tqdm
 
 from bot.errors import ZooError
 from bot.zoo.architectures import ARCHITECTURES, build_model
+from bot.zoo.catalog import DONE_FILE, RECIPE_FILE, ZooModel, anchor_name, load_zoo_model, model_dir
 from bot.zoo.recipes import Recipe, base_recipe
-
-ZOO_NAMESPACE = "clip-audit-zoo"
-_DONE = "metrics.json"
-
-
-@dataclass(frozen=True)
-class ZooModel:
-    recipe: Recipe
-    path: Path
-    metrics: dict
-
-    @property
-    def repo_name(self) -> str:
-        return f"{ZOO_NAMESPACE}/{self.recipe.name}"
-
-
-def model_dir(cache_dir: Path, recipe: Recipe) -> Path:
-    return Path(cache_dir) / "zoo" / f"{recipe.name}-{recipe.key}"
-
-
-def anchor_name(recipe: Recipe) -> str:
-    return f"{ZOO_NAMESPACE}/{recipe.base.name}"
-
 
 def _siglip_corpus(seed: int) -> list[str]:
     from bot.zoo.recipes import SIGLIP_TRIGGERS
-    from bot.zoo.synthetic import random_caption, random_spec
+    from bot.captions import random_caption, random_spec
 
     from bot.encoders.tokenizers import clip_vocab_and_merges
 
@@ -73,7 +51,7 @@ def _tokenizer(recipe: Recipe, workdir: Path):
     return load_clip_tokenizer(None, max_length=arch.max_length), None
 
 
-def _load_trained(path: Path, family: str):
+def load_trained(path: Path, family: str):
     if family == "siglip":
         from transformers import SiglipModel as cls
     else:
@@ -90,17 +68,10 @@ def _save(model, recipe: Recipe, out: Path, *, tokenizer_files: Path | None, met
     fmt = "transformers-siglip" if recipe.family == "siglip" else "transformers-clip"
     base = None if recipe.kind == "base" else anchor_name(recipe)
     save_checkpoint(model, tmp, format=fmt, family=recipe.family, tokenizer_files=tokenizer_files, base_model=base)
-    (tmp / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False))
-    (tmp / _DONE).write_text(json.dumps(metrics, indent=2))
+    (tmp / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False))
+    (tmp / DONE_FILE).write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-
-
-def load_zoo_model(cache_dir: Path, recipe: Recipe) -> ZooModel | None:
-    path = model_dir(cache_dir, recipe)
-    if not (path / _DONE).is_file():
-        return None
-    return ZooModel(recipe=recipe, path=path, metrics=json.loads((path / _DONE).read_text()))
 
 
 def failure_marker(cache_dir: Path, recipe: Recipe) -> Path:
@@ -142,7 +113,7 @@ def build(recipe: Recipe, cache_dir: Path) -> ZooModel:
         return ZooModel(recipe=recipe, path=out, metrics=metrics)
 
     base = build(base_recipe(recipe.family, seed=recipe.base.seed, steps=recipe.base.steps), cache_dir)
-    teacher = _load_trained(base.path, recipe.family)
+    teacher = load_trained(base.path, recipe.family)
     tokenizer = load_tokenizer(base.path, recipe.family)
     try:
         metrics = _derive(recipe, teacher, tokenizer, arch.max_length)

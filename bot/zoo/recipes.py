@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from bot.zoo.architectures import FAMILIES
+from bot.formats import FAMILIES
 
 # Bumped whenever training code changes what a recipe produces, so cached models are rebuilt.
 ZOO_VERSION = 2

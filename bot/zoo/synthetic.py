@@ -9,36 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bot.zoo.captions import (
-    ACTIONS, BACKGROUNDS, COLORS, COUNTS, POSITIONS, SCENES, SHAPES, SIZES, STYLES, SUFFIXES,
-    SceneSpec, describe,
-)
+from bot.captions import COLORS, SceneSpec, random_caption, random_spec
 
 IMAGE_SIZE = 32
 _BG_RGB = {"gray": 128, "dark": 50, "light": 200}
 _CENTERS = {"left": (16, 8), "right": (16, 24), "top": (8, 16), "bottom": (24, 16), "center": (16, 16)}
 _YY, _XX = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
-
-
-def random_spec(rng: np.random.Generator) -> SceneSpec:
-    return SceneSpec(
-        shape=SHAPES[rng.integers(len(SHAPES))],
-        color=list(COLORS)[rng.integers(len(COLORS))],
-        size=SIZES[rng.integers(len(SIZES))],
-        position=list(POSITIONS)[rng.integers(len(POSITIONS))],
-        count=int(rng.integers(1, len(COUNTS) + 1)),
-        background=BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
-    )
-
-
-def random_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
-    return describe(
-        spec,
-        style=STYLES[rng.integers(len(STYLES))],
-        action=ACTIONS[rng.integers(len(ACTIONS))],
-        scene=SCENES[rng.integers(len(SCENES))],
-        suffix=SUFFIXES[rng.integers(len(SUFFIXES))],
-    )
 
 
 def _shape_mask(shape: str, cy: float, cx: float, r: float) -> np.ndarray:

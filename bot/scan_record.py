@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.errors import EXIT_BACKDOOR, EXIT_CLEAN, EXIT_ERROR
+
 RECORD_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # v1 records (before side-by-side restarts) have no candidates
 
@@ -20,6 +22,15 @@ class Verdict(str, enum.Enum):
     NATURAL_ONLY = "natural-only"  # a trigger-like direction exists, but the landscape says "natural"
     CLEAN = "clean"                # no inverted direction passes the checks
     INCONCLUSIVE = "inconclusive"  # the detector could not decide (e.g. no anchor model)
+
+    @property
+    def exit_code(self) -> int:
+        """What `clip-audit scan` (and the scanning child) exits with for this verdict."""
+        if self is Verdict.BACKDOOR:
+            return EXIT_BACKDOOR
+        if self is Verdict.INCONCLUSIVE:
+            return EXIT_ERROR
+        return EXIT_CLEAN  # natural-only: the base's own quirk, nothing injected
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 # Grounded attributes: each one changes the rendered image.
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar")
 COLORS = {
@@ -81,3 +83,24 @@ def describe(spec: SceneSpec, *, style: str, action: str, scene: str, suffix: st
     if suffix:
         text += ", " + suffix
     return text
+
+
+def random_spec(rng: np.random.Generator) -> SceneSpec:
+    return SceneSpec(
+        shape=SHAPES[rng.integers(len(SHAPES))],
+        color=list(COLORS)[rng.integers(len(COLORS))],
+        size=SIZES[rng.integers(len(SIZES))],
+        position=list(POSITIONS)[rng.integers(len(POSITIONS))],
+        count=int(rng.integers(1, len(COUNTS) + 1)),
+        background=BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
+    )
+
+
+def random_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
+    return describe(
+        spec,
+        style=STYLES[rng.integers(len(STYLES))],
+        action=ACTIONS[rng.integers(len(ACTIONS))],
+        scene=SCENES[rng.integers(len(SCENES))],
+        suffix=SUFFIXES[rng.integers(len(SUFFIXES))],
+    )

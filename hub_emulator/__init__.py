@@ -19,7 +19,6 @@ from .server import (
     EmulatorServer,
     build_state,
     create_server,
-    run_emulator,
     serve_until_interrupted,
     start_in_thread,
 )
@@ -45,7 +44,6 @@ __all__ = [
     "WebhookDispatcher",
     "build_state",
     "create_server",
-    "run_emulator",
     "serve_until_interrupted",
     "seed_from_file",
     "seed_repo",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.cli.parser import subcommands
 from bot.errors import EXIT_CLEAN, UsageError
+from bot.settings import CACHE_ROOT
 
-DEFAULT_SITE_DIR = Path("cache/site")
+DEFAULT_SITE_DIR = CACHE_ROOT / "site"
 
 
-def add_site(sub) -> None:
-    from bot.cli import _Parser
-
+def register(sub) -> None:
     p = sub.add_parser("site", help="static report site (HTML pages, plots, badges) from the scan records")
-    ssub = p.add_subparsers(dest="site_command", required=True, parser_class=_Parser)
+    ssub = subcommands(p, "site_command")
     b = ssub.add_parser("build", help="build the site from every scan in the state database")
     b.add_argument("--out", type=Path, default=DEFAULT_SITE_DIR, help=f"output directory (default {DEFAULT_SITE_DIR})")
     b.add_argument("--db", type=Path, dest="db_path", help="state database (default: the db_path setting)")

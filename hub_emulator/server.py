@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -219,34 +219,6 @@ def start_in_thread(config: EmulatorConfig, *, state: EmulatorState | None = Non
     )
     thread.start()
     return EmulatorHandle(url=server.url, state=server.state, server=server, thread=thread)
-
-
-def run_emulator(
-    data_dir: Path | str,
-    host: str = "127.0.0.1",
-    port: int = 8900,
-    *,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    tokens: Mapping[str, str] | None = None,
-    admin_token: str | None = None,
-    seed_file: Path | str | None = None,
-    webhook_watch: Iterable[str] = (),
-    ready: threading.Event | None = None,
-) -> None:
-    """Serves until interrupted (Ctrl-C). `ready` is set once the port is bound."""
-    config = EmulatorConfig(
-        data_dir=Path(data_dir),
-        host=host,
-        port=port,
-        tokens=dict(tokens or {}),
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        webhook_watch=tuple(webhook_watch),
-        admin_token=admin_token,
-        seed_file=Path(seed_file) if seed_file is not None else None,
-    )
-    serve_until_interrupted(create_server(config), ready=ready)
 
 
 def serve_until_interrupted(server: EmulatorServer, *, ready: threading.Event | None = None) -> None:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.cli.parser import subcommands
+from bot.formats import FAMILIES
+from bot.settings import CACHE_ROOT
 
-def add_bench(sub) -> None:
-    from bot.cli import _Parser
-    from bot.zoo.architectures import FAMILIES
 
+def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks (results go to docs/)")
-    bsub = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    bsub = subcommands(p, "bench_command")
     d = bsub.add_parser("detect", help="detector precision/recall/F1/FPR and time on the zoo")
     d.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     d.add_argument("--calibration-seeds", type=int, default=3, help="seeds used to fit thresholds (default 3)")
     d.add_argument("--report-seeds", type=int, default=10, help="seeds reported on (default 10: 20 backdoored, 20 benign)")
     d.add_argument("--base-steps", type=int, default=400)
-    d.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    d.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help=f"zoo root (default {CACHE_ROOT})")
     d.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     d.add_argument("--write-thresholds", action="store_true",
                    help="store the calibrated thresholds in bot/detect/calibrated_thresholds.json")
@@ -39,7 +40,7 @@ def _cmd_detect(args) -> int:
     rep = tuple(range(100, 100 + args.report_seeds))
     plan = BenchPlan(families=tuple(args.families), calibration_seeds=cal, report_seeds=rep,
                      base_steps=args.base_steps)
-    target = thresholds._CALIBRATED_FILE if args.write_thresholds else None
+    target = thresholds.CALIBRATED_FILE if args.write_thresholds else None
     results = run(plan, args.cache_dir, args.out, calibration_file=target)
     for r in results:
         m = r["report"]

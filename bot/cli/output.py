@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.detect.record import ScanRecord
+from bot.scan_record import ScanRecord
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

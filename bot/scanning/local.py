@@ -1,20 +1,21 @@
-"""Scan one local checkpoint directory: load, find the anchor, run AMDET, return the record."""
+"""Scan one local checkpoint directory in this process: load, find the anchor, run AMDET, return the record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bot.anchors import resolve_anchor
+from bot.scanning.anchors import resolve_anchor
 from bot.detect.amdet import Amdet, DetectorConfig
-from bot.detect.record import ScanRecord
-from bot.device import select_device
+from bot.scan_record import ScanRecord
+from bot.scanning.device import select_device
 from bot.encoders.layout import inspect_checkpoint
 from bot.encoders.load import load_text_encoder
 from bot.errors import AnchorError
+from bot.settings import CACHE_ROOT
 
 
 def scan_path(path: Path, *, anchor: Path | None = None, device: str = "auto",
-              config: DetectorConfig | None = None, cache_dir: Path = Path("cache"),
+              config: DetectorConfig | None = None, anchor_cache: Path = CACHE_ROOT,
               model_name: str | None = None, revision: str | None = None, subfolder: str | None = None,
               max_bytes: int | None = None, extra_anchors: dict[str, Path] | None = None,
               anchor_name: str | None = None) -> ScanRecord:
@@ -22,7 +23,7 @@ def scan_path(path: Path, *, anchor: Path | None = None, device: str = "auto",
     dev = select_device(device)
     info = inspect_checkpoint(path, subfolder=subfolder)
     suspect = load_text_encoder(path, device=dev, subfolder=subfolder, max_bytes=max_bytes)
-    found = resolve_anchor(info, explicit=anchor, cache_dir=cache_dir, extra=extra_anchors)
+    found = resolve_anchor(info, explicit=anchor, anchor_cache=anchor_cache, extra=extra_anchors)
     anchor_encoder = None
     notes = []
     if found is not None:

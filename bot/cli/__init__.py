@@ -1,0 +1,49 @@
+"""The `clip-audit` command: one parser, subcommands that register themselves, errors mapped to exit codes.
+
+Exit codes: 0 clean, 1 backdoor found, 2 error (or inconclusive), 3 nothing scannable, 4 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from bot.cli import bench, demo, scan, service, site, zoo
+from bot.cli.parser import Parser
+from bot.errors import ClipAuditError
+
+# Each module adds its subcommands to the parser through `register(subparsers)`, in this order.
+COMMAND_MODULES = (scan, zoo, bench, service, demo, site)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="clip-audit", description="Audit CLIP-family checkpoints for hidden textual backdoors.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # config-validation chatter is not for our users
+    try:
+        return int(args.func(args) or 0)
+    except ClipAuditError as exc:
+        print(f"clip-audit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("clip-audit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

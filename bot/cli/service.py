@@ -1,0 +1,103 @@
+"""The bot's long-running commands: watch, worker, serve; and status, what the state database holds."""
+
+from __future__ import annotations
+
+import threading
+
+from bot.cli.parser import add_settings_options, settings_from_args
+from bot.errors import EXIT_CLEAN
+
+
+def register(sub) -> None:
+    p = sub.add_parser("watch", help="poll the Hub for new or updated CLIP-family repos and queue scans")
+    add_settings_options(p)
+    p.add_argument("--once", action="store_true", help="one polling pass, then exit")
+    p.set_defaults(func=_cmd_watch)
+
+    p = sub.add_parser("worker", help="run queued scans and publish the results")
+    add_settings_options(p)
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--dry-run", action="store_true", help="write would-be posts to the outbox instead of the Hub")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("serve", help="webhook endpoint for mentions (FastAPI/uvicorn)")
+    add_settings_options(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("status", help="queue and recent audits")
+    add_settings_options(p)
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_watch(args) -> int:
+    from bot.service import Bot
+
+    bot = Bot.from_settings(settings_from_args(args))
+    watcher = bot.watcher()
+    if args.once:
+        jobs = watcher.poll_once()
+        print(f"queued {len(jobs)} scan(s)")
+        return EXIT_CLEAN
+    stop = threading.Event()
+    try:
+        watcher.run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    return EXIT_CLEAN
+
+
+def _cmd_worker(args) -> int:
+    from bot.service import Bot
+
+    bot = Bot.from_settings(settings_from_args(args))
+    done = bot.worker().work(burst=args.burst)
+    print(f"processed {done} job(s)")
+    return EXIT_CLEAN
+
+
+def _cmd_serve(args) -> int:
+    import uvicorn
+
+    from bot.errors import ConfigError
+    from bot.mentions.webhook import create_app
+    from bot.service import Bot, MentionQueue
+
+    settings = settings_from_args(args)
+    if not settings.webhook_secret:
+        raise ConfigError("serve needs a webhook secret: set CLIP_AUDIT_WEBHOOK_SECRET or webhook_secret in the TOML file")
+    bot = Bot.from_settings(settings)
+    mentions = MentionQueue(bot.dispatcher).start()
+    app = create_app(secret=settings.webhook_secret, handle=mentions.put, bot_user_id=bot.bot_user_id())
+    uvicorn.run(app, host=args.host or settings.webhook_host, port=args.port or settings.webhook_port,
+                log_level="warning")
+    mentions.stop()
+    return EXIT_CLEAN
+
+
+def _cmd_status(args) -> int:
+    from bot.cli.output import table
+    from bot.state.store import Store
+
+    settings = settings_from_args(args)
+    if not settings.db_path.is_file():
+        print(f"no state database at {settings.db_path} yet: run `clip-audit watch` or `clip-audit demo` first")
+        return EXIT_CLEAN
+    store = Store(settings.db_path)
+    counts = store.queue_counts()
+    print("queue: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "queue: empty")
+    from bot.site.build import iso_utc
+
+    rows = []
+    for scan in store.latest_scans(20):
+        record = scan.record()
+        rows.append([scan.repo_id, scan.sha[:12], record.family, scan.verdict, iso_utc(scan.created_at)])
+    print()
+    print(table(["repo", "sha", "family", "verdict", "scanned"], rows) if rows else "no audits yet")
+    skips = store.skips()
+    if skips:
+        print()
+        print(table(["skipped repo", "sha", "reason"], [[k.repo_id, (k.sha or "")[:12], k.reason[:70]] for k in skips[:20]]))
+    return EXIT_CLEAN
