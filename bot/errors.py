@@ -6,6 +6,8 @@ Exit codes (documented in README):
 
 from __future__ import annotations
 
+import enum
+
 EXIT_CLEAN = 0
 EXIT_BACKDOOR = 1
 EXIT_ERROR = 2
@@ -81,6 +83,10 @@ class HubAuthError(HubError):
     """The Hub refused the token (401), or the token lacks permission for this call (403)."""
 
 
+class HubNotFoundError(HubError):
+    """The Hub has nothing at that address (a file at a revision, a discussion number): 404."""
+
+
 class DiscussionsDisabledError(HubError):
     """The repo owner turned discussions (and so pull requests) off: the bot cannot post there."""
 
@@ -97,14 +103,36 @@ class RateLimitedError(HubError):
         self.retry_after = retry_after
 
 
+class SkipReason(str, enum.Enum):
+    """Why a repo (at a commit) is not scanned; the value is the code stored and shown in reports."""
+
+    PRIVATE = "private"
+    GATED = "gated"
+    NOT_FOUND = "not-found"              # gone, private or disabled by the time we looked
+    REVISION_GONE = "revision-gone"      # the commit was force-pushed away or deleted
+    PICKLE_ONLY = "pickle-only"
+    NO_WEIGHTS = "no-weights"
+    NO_CONFIG = "no-config"
+    NO_TEXT_TOWER = "no-text-tower"
+    CORRUPT = "corrupt-safetensors"
+    OVERSIZED = "oversized"
+    OPTED_OUT = "opted-out"
+
+
 class SkipRepo(ClipAuditError):
     """A repo is not scanned, for a recorded reason (gated, private, pickle-only, oversized)."""
 
     exit_code = EXIT_NOTHING_SCANNABLE
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, code: SkipReason, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """The code and the detail, as shown to people ("oversized: the files total 3 GiB ...")."""
+        return str(self)
 
 
 class StoreError(ClipAuditError):

@@ -8,7 +8,9 @@ from pathlib import Path
 from bot.scan_record import ScanRecord
 from bot.errors import ClipAuditError, SkipRepo
 from bot.hub.families import plan_scan
+from bot.hub.client import HubClient
 from bot.hub.fetch import evict, fetch_snapshot
+from bot.publish.poster import Publisher
 from bot.scanning.isolation import scan_in_subprocess
 from bot.settings import Settings
 from bot.state.store import Job, Store
@@ -18,7 +20,7 @@ logger = logging.getLogger(__name__)
 class JobHandler:
     """What the worker runs for each job."""
 
-    def __init__(self, *, store: Store, api, settings: Settings, publisher) -> None:
+    def __init__(self, *, store: Store, api: HubClient, settings: Settings, publisher: Publisher) -> None:
         self.store = store
         self.api = api
         self.settings = settings
@@ -40,13 +42,14 @@ class JobHandler:
         s = self.settings
         plan = plan_scan(self.api, job.repo_id, sha=job.sha, max_bytes=s.max_download_bytes)
         snapshot = fetch_snapshot(self.api, job.repo_id, job.sha, plan.files, cache_dir=s.cache_dir,
-                                  max_bytes=s.max_download_bytes, token=s.token)
+                                  max_bytes=s.max_download_bytes)
         subfolder = plan.text_encoders[0] if plan.text_encoders and plan.text_encoders[0] else None
         anchor = self._fetch_anchor(snapshot)
         record = scan_in_subprocess(snapshot, subfolder=subfolder, anchor_path=anchor[1] if anchor else None,
                                     model_name=job.repo_id, revision=job.sha, settings=s,
                                     anchor_cache=s.anchor_cache, extra_anchor=anchor)
-        evict(s.cache_dir, s.cache_max_bytes, keep=(snapshot,))
+        # Snapshots are kept by commit sha: the suspect's, and the anchor's (the next fine-tune of it needs it).
+        evict(s.cache_dir, s.cache_max_bytes, keep=(job.sha, *([anchor[1].name] if anchor else [])))
         return record
 
     def _fetch_anchor(self, snapshot: Path) -> tuple[str, Path] | None:
@@ -63,7 +66,7 @@ class JobHandler:
         try:
             plan = plan_scan(self.api, base, max_bytes=self.settings.max_download_bytes)
             path = fetch_snapshot(self.api, base, plan.sha, plan.files, cache_dir=self.settings.cache_dir,
-                                  max_bytes=self.settings.max_download_bytes, token=self.settings.token)
+                                  max_bytes=self.settings.max_download_bytes)
         except SkipRepo as skip:
             logger.info("base model %s cannot serve as anchor: %s", base, skip.reason)
             return None

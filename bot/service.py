@@ -8,10 +8,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from huggingface_hub import HfApi
-
+from bot.hub.client import HubClient
 from bot.mentions.dispatch import MentionDispatcher
 from bot.mentions.events import MentionEvent
+from bot.mentions.polling import MentionPoller
+from bot.errors import ClipAuditError
 from bot.pipeline import JobHandler
 from bot.publish.poster import Publisher
 from bot.settings import Settings
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 class Bot:
     settings: Settings
     store: Store
-    api: HfApi
+    api: HubClient
     publisher: Publisher
     dispatcher: MentionDispatcher
 
@@ -32,7 +33,7 @@ class Bot:
     def from_settings(cls, settings: Settings) -> "Bot":
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_path)
-        api = HfApi(endpoint=settings.endpoint, token=settings.token)
+        api = HubClient.from_settings(settings)
         publisher = Publisher(api, store, bot_name=settings.bot_name, dry_run=settings.dry_run,
                               outbox_dir=settings.outbox_dir, post_clean_results=settings.post_clean_results,
                               report_base_url=settings.report_base_url)
@@ -51,6 +52,22 @@ class Bot:
         from bot.hub.watcher import Watcher
 
         return Watcher(self.store, self.api, self.settings)
+
+    def mention_poller(self) -> MentionPoller:
+        return MentionPoller(self.api, self.store, self.dispatcher, bot_name=self.settings.bot_name)
+
+    def watch_forever(self, stop: threading.Event) -> None:
+        """`clip-audit watch`: new uploads every poll_interval_seconds and, as the fallback for lost webhook
+        deliveries, mentions in the repos the bot has posted in every mention_poll_seconds."""
+        poller = self.mention_poller()
+
+        def poll_mentions() -> None:
+            try:
+                poller.poll_once()
+            except ClipAuditError as error:  # the next pass tries again; the watcher keeps running
+                logger.warning("mention poll failed: %s", error)
+
+        self.watcher().run_forever(stop, also=((self.settings.mention_poll_seconds, poll_mentions),))
 
     def bot_user_id(self) -> str | None:
         try:

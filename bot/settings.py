@@ -57,6 +57,9 @@ class Settings:
     cache_max_bytes: int = 20 * GIB
     # Seconds between two Hub listing polls; 5 minutes matches the Hub's quota window (1,000 calls / 5 min).
     poll_interval_seconds: float = 300.0
+    # `watch` also re-reads the open discussions of the repos the bot has posted in this often, answering
+    # any mention a lost webhook delivery missed (each thread read is one Hub call: keep it well apart).
+    mention_poll_seconds: float = 900.0
     # First poll with no cursor: look at this many newest repos per listing, not the Hub's whole history.
     initial_backfill: int = 50
     # A job's lease: a worker that stops heartbeating for this long loses its job to another worker.
@@ -268,7 +271,7 @@ def _validate(settings: Settings) -> None:
     for name in ("max_download_bytes", "cache_max_bytes", "max_attempts", "initial_backfill"):
         if getattr(settings, name) < (0 if name == "initial_backfill" else 1):
             problems.append(f"{name} must be positive, got {getattr(settings, name)}")
-    for name in ("poll_interval_seconds", "lease_seconds", "worker_idle_seconds"):
+    for name in ("poll_interval_seconds", "mention_poll_seconds", "lease_seconds", "worker_idle_seconds"):
         if not getattr(settings, name) > 0:
             problems.append(f"{name} must be more than 0 seconds, got {getattr(settings, name)}")
     if not settings.backoff_seconds or any(not delay >= 0 for delay in settings.backoff_seconds):

@@ -1,8 +1,8 @@
 """An rq-style worker: lease a job from the Store, run the handler, record the outcome; survive any failure.
 
 - The handler (scan + publish) is passed in; the worker knows nothing about scanning.
-- SkipRepo -> the job is skipped with its reason. NothingScannableError and CheckpointError -> failed at
-  once (the same commit will not become scannable by retrying). Any other exception -> retried after
+- SkipRepo -> the job is skipped with its reason. NothingScannableError, CheckpointError and HubAuthError ->
+  failed at once (retrying cannot make the commit scannable or the token good). Any other exception -> retried after
   settings.backoff_seconds[attempt - 1] (the last delay repeats; at least Retry-After for rate limits),
   and failed for good after settings.max_attempts tries.
 - While a job runs, a heartbeat thread renews its lease; a worker that dies loses its job to another
@@ -23,14 +23,16 @@ import uuid
 from collections.abc import Callable
 from types import FrameType
 
-from bot.errors import CheckpointError, ClipAuditError, NothingScannableError, RateLimitedError, SkipRepo, StoreError
+from bot.errors import (
+    CheckpointError, ClipAuditError, HubAuthError, NothingScannableError, RateLimitedError, SkipRepo, StoreError,
+)
 from bot.settings import Settings
 from bot.state import Job, Store
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Job], None]
-_PERMANENT = (NothingScannableError, CheckpointError)
+_PERMANENT = (NothingScannableError, CheckpointError, HubAuthError)  # retrying cannot change these
 
 
 class _ColdShutdown(BaseException):
@@ -174,7 +176,7 @@ class Worker:
             return
         if isinstance(error, SkipRepo):
             logger.info("job %d skipped: %s", job.id, error.reason)
-            self.store.skip(job.id, reason=error.reason)
+            self.store.skip(job.id, error)
             return
         message = f"{type(error).__name__}: {error}"
         if isinstance(error, ClipAuditError):

@@ -24,13 +24,24 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+_SHOWN_PREFIX = 4  # of a token long enough that the prefix gives little of it away
+_MIN_LEN_TO_SHOW_PREFIX = 12
+
+
+def _redacted(token: str) -> str:
+    """Enough to tell which value was wrong, never the secret: a short token is not echoed at all."""
+    if len(token) >= _MIN_LEN_TO_SHOW_PREFIX:
+        return f"{token[:_SHOWN_PREFIX]}..."
+    return f"a {len(token)}-character value"
+
+
 def parse_tokens(pairs: list[str]) -> dict[str, str]:
     """["tok=alice", ...] -> {"tok": "alice"}; a malformed pair is a usage error that never echoes the token."""
     tokens: dict[str, str] = {}
     for pair in pairs:
         token, sep, user = pair.partition("=")
         if not sep or not token or not user:
-            raise ValueError(f"a token must look like TOKEN=USER, got {token[:4]}...")
+            raise ValueError(f"a token must look like TOKEN=USER, got {_redacted(token)}")
         tokens[token] = user
     return tokens
 

@@ -1,19 +1,69 @@
-"""Discussion and pull-request operations of EmulatorState (a mixin, to keep each module small)."""
+"""Discussion and pull-request operations, run against the state that owns the repos.
+
+EmulatorState holds one DiscussionOps and delegates its discussion methods to it. The dependency runs one way:
+this module knows the state only through DiscussionHost, the few members it needs (lock, repo lookup,
+persistence, commits, blob reads and webhook emission), so it never imports state.py.
+"""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, Protocol
 
 from . import api_errors
 from .ids import new_object_id, normalize_date
 from .records import Commit, Discussion, Event, FileEntry, Repo
+from .storage import RepoStorage
 from .validation import MAIN_BRANCH
-from .webhooks import comment_payload, discussion_payload
+from .webhooks import WebhookDispatcher, comment_payload, discussion_payload
 
-if TYPE_CHECKING:
-    from .state import EmulatorState
+
+class DiscussionHost(Protocol):
+    """What the discussion operations use of the state that owns the repos (EmulatorState provides it).
+
+    Attributes are read at each call, not captured, so a later change (server binding sets public_url) shows.
+    """
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+    @property
+    def storage(self) -> RepoStorage: ...
+
+    @property
+    def webhooks(self) -> WebhookDispatcher | None: ...
+
+    @property
+    def public_url(self) -> str: ...
+
+    @property
+    def _webhook_id(self) -> str: ...
+
+    def repo(self, repo_id: str) -> Repo: ...
+
+    def read_blob_prefix(self, entry: FileEntry, length: int) -> bytes: ...
+
+    def _new_commit(
+        self,
+        repo: Repo,
+        *,
+        parent: Commit | None,
+        additions: Mapping[str, FileEntry],
+        deletions: Iterable[str] = (),
+        deleted_folders: Iterable[str] = (),
+        summary: str,
+        description: str = "",
+        author: str,
+        date: str,
+    ) -> Commit: ...
+
+    def _emit(self, repo: Repo, payload: dict[str, Any]) -> None: ...
+
+    def _emit_content(self, repo: Repo, ref: str, old_sha: str | None, new_sha: str) -> None: ...
+
 
 TITLE_MIN, TITLE_MAX = 3, 200
 _DIFF_TEXT_LIMIT = 1_000_000
@@ -28,14 +78,19 @@ def _comment(author: str, text: str, date: str) -> Event:
 
 
 class DiscussionOps:
-    def discussion(self: EmulatorState, repo: Repo, num: int) -> Discussion:
+    """Opens, comments on, closes and merges discussions and PRs of `host`'s repos, under `host.lock`."""
+
+    def __init__(self, host: DiscussionHost) -> None:
+        self._host = host
+
+    def discussion(self, repo: Repo, num: int) -> Discussion:
         found = repo.discussion(num)
         if found is None:
             raise api_errors.not_found(f"Discussion #{num} not found")
         return found
 
     def create_discussion(
-        self: EmulatorState,
+        self,
         repo_id: str,
         *,
         author: str,
@@ -49,8 +104,8 @@ class DiscussionOps:
         if not TITLE_MIN <= len(title) <= TITLE_MAX:
             raise api_errors.bad_request(f"Title must be between {TITLE_MIN} and {TITLE_MAX} characters")
         when = normalize_date(date)
-        with self.lock:
-            repo = self.repo(repo_id)
+        with self._host.lock:
+            repo = self._host.repo(repo_id)
             if repo.discussions_disabled:
                 raise api_errors.discussions_disabled()
             opening = _comment(author, description, when)
@@ -68,28 +123,28 @@ class DiscussionOps:
                 discussion.base_sha = repo.refs[MAIN_BRANCH]
                 repo.refs[discussion.pr_ref] = discussion.base_sha
             repo.discussions.append(discussion)
-            self.storage.save(repo)
+            self._host.storage.save(repo)
             self._emit_discussion(repo, discussion, action="create", comment=opening)
             return discussion.num
 
     def add_comment(
-        self: EmulatorState, repo_id: str, num: int, *, author: str, text: str, date: str | datetime | None = None
+        self, repo_id: str, num: int, *, author: str, text: str, date: str | datetime | None = None
     ) -> Event:
         if not text.strip():
             raise api_errors.bad_request("Comment cannot be empty")
-        with self.lock:
-            repo = self.repo(repo_id)
+        with self._host.lock:
+            repo = self._host.repo(repo_id)
             if repo.discussions_disabled:
                 raise api_errors.discussions_disabled()
             discussion = self.discussion(repo, num)
             event = _comment(author, text, normalize_date(date))
             discussion.events.append(event)
-            self.storage.save(repo)
-            self._emit(repo, self._comment_payload(repo, discussion, event))
+            self._host.storage.save(repo)
+            self._host._emit(repo, self._comment_payload(repo, discussion, event))
             return event
 
     def change_status(
-        self: EmulatorState,
+        self,
         repo_id: str,
         num: int,
         *,
@@ -100,8 +155,8 @@ class DiscussionOps:
         """Closes or reopens; an optional comment is posted first, as the Hub does."""
         if status not in ("open", "closed"):
             raise api_errors.bad_request("status must be 'open' or 'closed'")
-        with self.lock:
-            repo = self.repo(repo_id)
+        with self._host.lock:
+            repo = self._host.repo(repo_id)
             if repo.discussions_disabled:
                 raise api_errors.discussions_disabled()
             discussion = self.discussion(repo, num)
@@ -111,20 +166,20 @@ class DiscussionOps:
             if comment and comment.strip():
                 note = _comment(author, comment.strip(), when)
                 discussion.events.append(note)
-                self._emit(repo, self._comment_payload(repo, discussion, note))
+                self._host._emit(repo, self._comment_payload(repo, discussion, note))
             event = _event("status-change", author, when, {"status": status})
             discussion.events.append(event)
             discussion.status = status
-            self.storage.save(repo)
+            self._host.storage.save(repo)
             self._emit_discussion(repo, discussion, action="update", comment=None)
             return event
 
     def merge_pull_request(
-        self: EmulatorState, repo_id: str, num: int, *, author: str, comment: str | None = None
+        self, repo_id: str, num: int, *, author: str, comment: str | None = None
     ) -> str:
         """Applies the PR's changes (relative to where it branched) on top of main. Returns the merge commit sha."""
-        with self.lock:
-            repo = self.repo(repo_id)
+        with self._host.lock:
+            repo = self._host.repo(repo_id)
             discussion = self.discussion(repo, num)
             if not discussion.is_pull_request or discussion.status != "open":
                 raise api_errors.bad_request("Only an open pull request can be merged")
@@ -134,7 +189,7 @@ class DiscussionOps:
             main = repo.head
             removed = [path for path in base.files if path not in head.files and path in main.files]
             when = normalize_date(None)
-            merge = self._new_commit(
+            merge = self._host._new_commit(
                 repo,
                 parent=main,
                 additions=changed,
@@ -150,12 +205,12 @@ class DiscussionOps:
             discussion.events.append(_event("status-change", author, when, {"status": "merged"}))
             discussion.status = "merged"
             discussion.merge_commit = merge.sha
-            self.storage.save(repo)
+            self._host.storage.save(repo)
             self._emit_discussion(repo, discussion, action="update", comment=None)
-            self._emit_content(repo, MAIN_BRANCH, old_sha, merge.sha)
+            self._host._emit_content(repo, MAIN_BRANCH, old_sha, merge.sha)
             return merge.sha
 
-    def pr_diff(self: EmulatorState, repo: Repo, discussion: Discussion) -> str:
+    def pr_diff(self, repo: Repo, discussion: Discussion) -> str:
         """A git-style diff of the PR against the commit it branched from (text files in full, binaries by name)."""
         base = repo.commits[discussion.base_sha or repo.refs[MAIN_BRANCH]]
         head = repo.commits[repo.refs[discussion.pr_ref]]
@@ -179,18 +234,18 @@ class DiscussionOps:
             )
         return "".join(chunks)
 
-    def _text_of(self: EmulatorState, entry: FileEntry | None) -> str | None:
+    def _text_of(self, entry: FileEntry | None) -> str | None:
         if entry is None:
             return ""
         if entry.lfs or entry.size > _DIFF_TEXT_LIMIT:
             return None
         try:
-            return self.read_blob_prefix(entry, entry.size).decode("utf-8")
+            return self._host.read_blob_prefix(entry, entry.size).decode("utf-8")
         except UnicodeDecodeError:
             return None
 
     def _open_pull_request(
-        self: EmulatorState, repo: Repo, *, commit: Commit, author: str, description: str
+        self, repo: Repo, *, commit: Commit, author: str, description: str
     ) -> Discussion:
         """A PR created by create_commit(create_pr=True): opening comment, then the commit."""
         opening = _comment(author, description, commit.date)
@@ -208,10 +263,10 @@ class DiscussionOps:
         repo.discussions.append(discussion)
         repo.refs[discussion.pr_ref] = commit.sha
         self._emit_discussion(repo, discussion, action="create", comment=opening)
-        self._emit_content(repo, discussion.pr_ref, None, commit.sha)
+        self._host._emit_content(repo, discussion.pr_ref, None, commit.sha)
         return discussion
 
-    def _record_pr_commit(self: EmulatorState, repo: Repo, ref: str, commit: Commit) -> None:
+    def _record_pr_commit(self, repo: Repo, ref: str, commit: Commit) -> None:
         """A push to refs/pr/N shows up in the PR's timeline and takes a draft PR out of draft."""
         if ref == MAIN_BRANCH:
             return
@@ -224,22 +279,22 @@ class DiscussionOps:
         if discussion.status == "draft":
             discussion.status = "open"
 
-    def _comment_payload(self: EmulatorState, repo: Repo, discussion: Discussion, event: Event) -> dict:
+    def _comment_payload(self, repo: Repo, discussion: Discussion, event: Event) -> dict:
         return comment_payload(
-            repo=repo, discussion=discussion, comment=event, base_url=self.public_url, webhook_id=self._webhook_id
+            repo=repo, discussion=discussion, comment=event, base_url=self._host.public_url, webhook_id=self._host._webhook_id
         )
 
     def _emit_discussion(
-        self: EmulatorState, repo: Repo, discussion: Discussion, *, action: str, comment: Event | None
+        self, repo: Repo, discussion: Discussion, *, action: str, comment: Event | None
     ) -> None:
-        if self.webhooks is None:
+        if self._host.webhooks is None:
             return
         payload = discussion_payload(
             action=action,
             repo=repo,
             discussion=discussion,
             comment=comment,
-            base_url=self.public_url,
-            webhook_id=self._webhook_id,
+            base_url=self._host.public_url,
+            webhook_id=self._host._webhook_id,
         )
-        self._emit(repo, payload)
+        self._host._emit(repo, payload)

@@ -3,6 +3,7 @@
 All mutations take one re-entrant lock and are persisted before the lock is released. File contents are
 staged into the blob store before taking the lock, so large uploads do not block other requests.
 Permission checks (who may push where) live in the HTTP routes: this API is the admin's and bypasses them.
+Discussions and pull requests are run by discussion_ops.DiscussionOps, to which the methods below delegate.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .derived import DEFAULT_GITATTRIBUTES, derive_commit_facts, is_lfs_path, re
 from .discussion_ops import DiscussionOps
 from .faults import FaultInjector
 from .ids import commit_sha, git_blob_sha1, lfs_pointer, normalize_date, now_iso, object_id_for
-from .records import Commit, FileEntry, Repo
+from .records import Commit, Discussion, Event, FileEntry, Repo
 from .storage import RepoStorage
 from .validation import MAIN_BRANCH, is_commit_sha, ref_name_of, validate_repo_id, validate_repo_path
 from .webhooks import WebhookDispatcher, content_payload, repo_created_payload
@@ -42,7 +43,7 @@ def _gated_mode(gated: GatedSetting) -> Literal["auto", "manual", False]:
     raise api_errors.bad_request(f"gated must be false, true, 'auto' or 'manual', got {gated!r}")
 
 
-class EmulatorState(DiscussionOps):
+class EmulatorState:
     def __init__(
         self,
         data_dir: Path | str,
@@ -62,6 +63,7 @@ class EmulatorState(DiscussionOps):
         self.public_url = public_url.rstrip("/")
         self.faults = FaultInjector()
         self._tokens: dict[str, str] = dict(tokens or {})
+        self._discussions = DiscussionOps(self)
 
     # -- identity ---------------------------------------------------------------------------------------
 
@@ -349,6 +351,66 @@ class EmulatorState(DiscussionOps):
         derive_commit_facts(commit, self.read_blob_prefix)
         repo.commits[commit.sha] = commit
         return commit
+
+    # -- discussions and pull requests (discussion_ops.DiscussionOps does the work) ----------------------
+
+    def discussion(self, repo: Repo, num: int) -> Discussion:
+        return self._discussions.discussion(repo, num)
+
+    def create_discussion(
+        self,
+        repo_id: str,
+        *,
+        author: str,
+        title: str,
+        description: str = "",
+        pull_request: bool = False,
+        date: str | datetime | None = None,
+    ) -> int:
+        """Opens a discussion (or a draft PR whose refs/pr/N points at main). Returns its number."""
+        return self._discussions.create_discussion(
+            repo_id, author=author, title=title, description=description, pull_request=pull_request, date=date
+        )
+
+    def add_comment(
+        self, repo_id: str, num: int, *, author: str, text: str, date: str | datetime | None = None
+    ) -> Event:
+        return self._discussions.add_comment(repo_id, num, author=author, text=text, date=date)
+
+    def change_status(
+        self,
+        repo_id: str,
+        num: int,
+        *,
+        author: str,
+        status: Literal["open", "closed"],
+        comment: str | None = None,
+    ) -> Event:
+        """Closes or reopens; an optional comment is posted first, as the Hub does."""
+        return self._discussions.change_status(repo_id, num, author=author, status=status, comment=comment)
+
+    def merge_pull_request(self, repo_id: str, num: int, *, author: str, comment: str | None = None) -> str:
+        """Applies the PR's changes (relative to where it branched) on top of main. Returns the merge commit sha."""
+        return self._discussions.merge_pull_request(repo_id, num, author=author, comment=comment)
+
+    def pr_diff(self, repo: Repo, discussion: Discussion) -> str:
+        """A git-style diff of the PR against the commit it branched from (text files in full, binaries by name)."""
+        return self._discussions.pr_diff(repo, discussion)
+
+    def _text_of(self, entry: FileEntry | None) -> str | None:
+        return self._discussions._text_of(entry)
+
+    def _open_pull_request(self, repo: Repo, *, commit: Commit, author: str, description: str) -> Discussion:
+        return self._discussions._open_pull_request(repo, commit=commit, author=author, description=description)
+
+    def _record_pr_commit(self, repo: Repo, ref: str, commit: Commit) -> None:
+        self._discussions._record_pr_commit(repo, ref, commit)
+
+    def _comment_payload(self, repo: Repo, discussion: Discussion, event: Event) -> dict:
+        return self._discussions._comment_payload(repo, discussion, event)
+
+    def _emit_discussion(self, repo: Repo, discussion: Discussion, *, action: str, comment: Event | None) -> None:
+        self._discussions._emit_discussion(repo, discussion, action=action, comment=comment)
 
     # -- webhooks -----------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from hub_emulator import EmulatorConfig, start_in_thread
+from bot.errors import SkipReason, SkipRepo
 from bot.service import Bot, MentionQueue
 from bot.settings import load_settings
 from bot.zoo.catalog import model_files
@@ -169,7 +170,8 @@ def test_worker_killed_mid_job_resumes_and_posts_exactly_once(hub, tmp_path, cli
     values = _settings(hub.url, tmp_path, post_clean_results="true", lease_seconds="4")
     bot = _bot(hub.url, tmp_path, zoo_cache, post_clean_results="true", lease_seconds="4")
     bot.watcher().poll_once()
-    bot.store.skip(bot.store.find_job("clip-audit-zoo/clip-base-s0", base_sha).id, reason="not part of this test")
+    bot.store.skip(bot.store.find_job("clip-audit-zoo/clip-base-s0", base_sha).id,
+                   SkipRepo(SkipReason.OPTED_OUT, "not part of this test"))
 
     env = {**os.environ, **{f"CLIP_AUDIT_{k.upper()}": v for k, v in values.items()}, "HF_HUB_DISABLE_XET": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--burst"], cwd=REPO, env=env,

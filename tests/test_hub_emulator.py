@@ -7,10 +7,15 @@ import hashlib
 import json
 import os
 import queue
+import re
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -578,3 +583,124 @@ def test_rejects_traversal_in_repo_ids_and_paths(hub: EmulatorHandle, tmp_path: 
     assert sorted(p.name for p in data_dir.iterdir()) == ["blobs", "repos"]
     with pytest.raises(ValueError):
         hub.state.create_repo("acme/ok", files={"a/../../b": b"x"})
+
+
+# -- the command line (python -m hub_emulator), run as a real process ---------------------------------------
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+_CLI_TIMEOUT_S = 60.0  # generous: the test machine may be busy; every wait below is bounded by it
+_URL_LINE = re.compile(r"^Hub emulator on (http://127\.0\.0\.1:(\d+)) ")
+
+
+def _cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hub_emulator", *args]
+
+
+def _cli_env() -> dict[str, str]:
+    """The test's environment without any HUB_EMULATOR_* secrets, so only the arguments given count."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("HUB_EMULATOR_")}
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cli_command(*args), cwd=_REPO_ROOT, env=_cli_env(), capture_output=True, text=True,
+                          timeout=_CLI_TIMEOUT_S, check=False)  # fmt: skip
+
+
+class _ServingCli:
+    """A background `python -m hub_emulator`, its stdout read line by line (on a thread) with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str], stderr_path: Path) -> None:
+        self.proc = proc
+        self.stderr_path = stderr_path
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, name="cli-stdout", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)  # end of output: the process exited
+
+    def wait_for_line(self, pattern: re.Pattern[str], timeout_s: float = _CLI_TIMEOUT_S) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._lines.get(timeout=max(remaining, 0.0)) if remaining > 0 else None
+            except queue.Empty:
+                line = None
+            if line is None:
+                pytest.fail(f"no stdout line matching {pattern.pattern!r} within {timeout_s}s "
+                            f"(exit code {self.proc.poll()}); stdout so far: {self.seen!r}; "
+                            f"stderr: {self.stderr_path.read_text(errors='replace')!r}")  # fmt: skip
+            self.seen.append(line)
+            found = pattern.search(line)
+            if found:
+                return found
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+        finally:
+            self._reader.join(timeout=5)
+            if self.proc.stdout is not None and not self._reader.is_alive():
+                self.proc.stdout.close()
+
+
+@contextmanager
+def _serving_cli(tmp_path: Path, *args: str) -> Iterator[_ServingCli]:
+    stderr_path = tmp_path / "cli-stderr.txt"
+    command = _cli_command("--data-dir", str(tmp_path / "cli-data"), "--port", "0", *args)
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(command, cwd=_REPO_ROOT, env=_cli_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+        cli = _ServingCli(proc, stderr_path)
+        try:
+            yield cli
+        finally:
+            cli.stop()
+
+
+def test_cli_help_exits_zero() -> None:
+    result = _run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: hub-emulator")
+    for option in ("--data-dir", "--port", "--token", "--seed-zoo"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("token", ["abc", "hf_AbCdEfGhIjKlMnOpQrStUv"])
+def test_cli_malformed_token_is_a_usage_error_that_hides_the_token(tmp_path: Path, token: str) -> None:
+    result = _run_cli("--data-dir", str(tmp_path / "cli-data"), "--token", token)
+    assert result.returncode == 4
+    assert "error" in result.stderr and "TOKEN=USER" in result.stderr
+    assert token not in result.stderr
+    assert token not in result.stdout
+    assert not (tmp_path / "cli-data").exists()  # it stopped before touching the data dir
+
+
+def test_cli_serves_on_a_free_port(tmp_path: Path) -> None:
+    with _serving_cli(tmp_path) as cli:
+        url, port = cli.wait_for_line(_URL_LINE).groups()
+        assert int(port) > 0
+        with _NO_PROXY.open(urllib.request.Request(url + "/api/models"), timeout=10) as response:
+            assert response.status == 200
+            assert response.headers.get_content_type() == "application/json"
+            assert json.loads(response.read()) == []
+    assert cli.proc.returncode is not None  # stopped
+
+
+def test_cli_seed_zoo_with_no_zoo_seeds_nothing_then_serves(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "empty-cache"
+    cache_dir.mkdir()
+    with _serving_cli(tmp_path, "--seed-zoo", str(cache_dir)) as cli:
+        cli.wait_for_line(re.compile(r"^seeded 0 zoo repo\(s\)"))
+        cli.wait_for_line(_URL_LINE)

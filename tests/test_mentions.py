@@ -24,6 +24,7 @@ from huggingface_hub import HfApi  # noqa: E402
 
 from bot.errors import ConfigError  # noqa: E402
 from hub_emulator import EmulatorConfig, EmulatorHandle, EmulatorState, start_in_thread  # noqa: E402
+from bot.hub.client import HubClient  # noqa: E402
 from bot.mentions.commands import Command, parse_command  # noqa: E402
 from bot.mentions.dispatch import MentionDispatcher  # noqa: E402
 from bot.mentions.events import MentionEvent  # noqa: E402
@@ -209,7 +210,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _dispatcher(url: str, store: Store, tmp_path: Path) -> MentionDispatcher:
-    api = HfApi(endpoint=url, token="bot-token")
+    api = HubClient(endpoint=url, token="bot-token")
     publisher = Publisher(api, store, bot_name=BOT, dry_run=False, outbox_dir=tmp_path / "outbox",
                           post_clean_results=False, report_base_url=SITE)  # fmt: skip
     return MentionDispatcher(api, store, publisher, bot_name=BOT)
@@ -260,7 +261,8 @@ def test_a_mention_travels_from_the_hub_to_an_acknowledged_job(tmp_path: Path, s
         assert statuses[-1] == 200 and statuses.count(202) == 2
         assert events.empty()
         assert dispatcher.handle_new(event).detail == "already handled"
-        assert poll_mentions(HfApi(endpoint=hub.url, token="bot-token"), store, bot_name=BOT, repo_ids=[REPO]) == []
+        assert poll_mentions(HubClient(endpoint=hub.url, token="bot-token"), store, bot_name=BOT,
+                             repo_ids=[REPO]) == []
         assert len(_bot_comments(hub, num)) == 1
 
 
@@ -337,10 +339,10 @@ def test_badge_needs_a_scan_of_the_head_then_opens_one_pr(hub: EmulatorHandle, s
 def test_polling_finds_each_mention_exactly_once(hub: EmulatorHandle, store: Store) -> None:
     hub.state.create_repo(REPO)
     hub.state.create_repo("acme/quiet", discussions_disabled=True)
-    api = HfApi(endpoint=hub.url, token="bot-token")
+    api = HubClient(endpoint=hub.url, token="bot-token")
     num = hub.state.create_discussion(REPO, author="eve", title="Ping", description="@auditbot help")
     hub.state.add_comment(REPO, num, author="eve", text="unrelated")
-    api.comment_discussion(REPO, num, "@auditbot scan (the bot quoting itself)")
+    api.comment(REPO, num, "@auditbot scan (the bot quoting itself)")
     closed = hub.state.create_discussion(REPO, author="eve", title="Old", description="@auditbot scan")
     hub.state.change_status(REPO, closed, author="eve", status="closed")
 
@@ -371,3 +373,72 @@ def test_waiting_for_a_mention_is_not_fooled_by_the_opening_post():
         assert [o.action for o in mentions.handled] == ["ignored", "answered"]
     finally:
         mentions.stop()
+
+
+# -- the polling fallback inside `clip-audit watch` -----------------------------------------------------------
+
+
+def _watch_env(hub: EmulatorHandle, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIP_AUDIT_", "HF_"))}
+    env.update({"HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
+                "CLIP_AUDIT_ENDPOINT": hub.url, "CLIP_AUDIT_TOKEN": "bot-token", "CLIP_AUDIT_BOT_NAME": BOT,
+                "CLIP_AUDIT_DB_PATH": str(tmp_path / "state.db"), "CLIP_AUDIT_CACHE_DIR": str(tmp_path / "hub-cache"),
+                "CLIP_AUDIT_INITIAL_BACKFILL": "0"})  # fmt: skip
+    return env
+
+
+def test_watch_once_answers_a_mention_that_no_webhook_delivered(hub: EmulatorHandle, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sha = hub.state.create_repo(REPO)
+    with Store(tmp_path / "state.db") as store:  # the bot once posted a report here
+        Publisher(HubClient(endpoint=hub.url, token="bot-token"), store, bot_name=BOT, dry_run=False,
+                  outbox_dir=tmp_path / "outbox", post_clean_results=False, report_base_url=SITE,
+                  ).publish(make_record("backdoor", revision=sha), repo_id=REPO, sha=sha, requested=False)
+        assert store.repos_posted_in() == [REPO]
+    num = hub.state.create_discussion(REPO, author="eve", title="Help?", description="What can the bot do?")
+    hub.state.add_comment(REPO, num, author="eve", text="@auditbot help")  # this emulator sends no webhooks
+
+    cmd = [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))", "watch", "--once"]
+    done = subprocess.run(cmd, env=_watch_env(hub, tmp_path), capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "answered 1 mention(s)" in done.stdout
+    [answer] = _bot_comments(hub, num)
+    assert answer.startswith("Hi eve, here is what auditbot understands")  # the help it asked for
+
+    again = subprocess.run(cmd, env=_watch_env(hub, tmp_path), capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and "answered 0 mention(s)" in again.stdout
+    assert len(_bot_comments(hub, num)) == 1  # each mention is answered once
+
+
+def test_the_watch_loop_polls_mentions_on_its_own_schedule(hub: EmulatorHandle, tmp_path: Path) -> None:
+    import time
+
+    from bot.service import Bot
+    from bot.settings import load_settings
+
+    sha = hub.state.create_repo(REPO)
+    settings = load_settings(config_file=None, env={}, stored_token=lambda: None, overrides={
+        "endpoint": hub.url, "token": "bot-token", "bot_name": BOT, "db_path": str(tmp_path / "state.db"),
+        "cache_dir": str(tmp_path / "hub-cache"), "poll_interval_seconds": "3600", "mention_poll_seconds": "0.2",
+        "initial_backfill": "0"})  # fmt: skip
+    bot = Bot.from_settings(settings)
+    bot.publisher.publish(make_record("backdoor", revision=sha), repo_id=REPO, sha=sha, requested=False)
+    stop = threading.Event()
+    loop = threading.Thread(target=bot.watch_forever, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        num = hub.state.create_discussion(REPO, author="acme", title="Quiet please", description="")
+        hub.state.add_comment(REPO, num, author="acme", text="@auditbot opt-out")
+        deadline = time.monotonic() + 30
+        while not bot.store.is_opted_out(REPO) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bot.store.is_opted_out(REPO)
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+    assert not loop.is_alive()
+    assert len(_bot_comments(hub, num)) == 1

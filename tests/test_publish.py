@@ -12,9 +12,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
-from bot.errors import RateLimitedError  # noqa: E402
+from bot.errors import HubAuthError, RateLimitedError  # noqa: E402
 from hub_emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
 from hub_emulator.faults import Fault  # noqa: E402
+from bot.hub.client import HubClient  # noqa: E402
 from bot.publish.poster import BADGE_PR_TITLE, THREAD_TITLE, Publisher  # noqa: E402
 from bot.publish.render import scanned_commit_marker  # noqa: E402
 from bot.state.store import Store  # noqa: E402
@@ -47,7 +48,7 @@ def _publisher(hub: EmulatorHandle, store: Store, tmp_path: Path, **overrides: o
     options: dict[str, object] = {"bot_name": BOT, "dry_run": False, "outbox_dir": tmp_path / "outbox",
                                   "post_clean_results": False, "report_base_url": SITE}  # fmt: skip
     options.update(overrides)
-    return Publisher(_api(hub), store, **options)  # type: ignore[arg-type]
+    return Publisher(HubClient(endpoint=hub.url, token="bot-token"), store, **options)  # type: ignore[arg-type]
 
 
 def _bot_threads(hub: EmulatorHandle, repo_id: str = REPO) -> list[tuple[int, str]]:
@@ -167,9 +168,20 @@ def test_disabled_discussions_are_a_recorded_skip(hub: EmulatorHandle, store: St
     publisher = _publisher(hub, store, tmp_path)
     record = make_record("backdoor", revision=sha)
     outcome = publisher.publish(record, repo_id=REPO, sha=sha, requested=False)
-    assert outcome.action == "skipped-disabled" and "403" in outcome.detail
+    assert outcome.action == "skipped-disabled" and "disabled" in outcome.detail
     assert not store.has_post(REPO, sha)
     assert publisher.offer_badge(record, repo_id=REPO, sha=sha, requested=True) is None
+
+
+def test_a_token_without_permission_is_an_error_not_a_disabled_repo(hub: EmulatorHandle, store: Store,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    sha = _repo(hub)
+    hub.state.faults.add(Fault(path_prefix=f"/api/models/{REPO}/discussions", method="POST", status=403, remaining=5,
+                               message="You don't have the rights to create a discussion here"))  # fmt: skip
+    publisher = _publisher(hub, store, tmp_path)
+    with pytest.raises(HubAuthError, match="lacks permission"):
+        publisher.publish(make_record("backdoor", revision=sha), repo_id=REPO, sha=sha, requested=False)
+    assert not store.has_post(REPO, sha)  # nothing recorded: the job fails visibly and can be run again
 
 
 def test_rate_limits_surface_as_retryable_errors(hub: EmulatorHandle, store: Store, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.scan_record import RECORD_VERSION, ScanRecord, Verdict
-from bot.errors import StoreError
+from bot.errors import SkipReason, SkipRepo, StoreError
 from bot.state import LATEST_VERSION, JobStatus, Store
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
@@ -138,7 +138,7 @@ def test_fail_retry_release_skip_and_counts(store: Store) -> None:
     assert store.fail(a.id, worker_id="other", error="x", retry_at=5.0) is False  # not the lease holder
     assert store.fail(a.id, worker_id="w", error="boom", retry_at=50.0) is True
     assert store.fail(b.id, worker_id="w", error="boom for good", retry_at=None) is True
-    store.skip(c.id, reason="oversized: too big")
+    store.skip(c.id, SkipRepo(SkipReason.OVERSIZED, "too big"))
     assert store.release(d.id, worker_id="w", now=2.0) is True
     retried = store.get_job(a.id)
     assert retried is not None and retried.status is JobStatus.QUEUED and retried.next_run_at == 50.0
@@ -149,7 +149,7 @@ def test_fail_retry_release_skip_and_counts(store: Store) -> None:
     again = store.lease_next(worker_id="w", lease_seconds=60, now=3.0)
     assert again is not None and again.id == d.id  # released: due at once; acme/a waits until 50
     with pytest.raises(StoreError):
-        store.skip(9999, reason="no such job")
+        store.skip(9999, SkipRepo(SkipReason.GATED, "no such job"))
 
 
 def test_concurrent_leases_hand_out_each_job_once(tmp_path: Path) -> None:
@@ -215,9 +215,10 @@ def test_scan_rows_give_back_the_scan_record(store: Store) -> None:
 
 
 def test_skips_keep_the_latest_reason(store: Store) -> None:
-    store.record_skip(repo_id="acme/a", sha=SHA_A, reason="gated: x")
-    store.record_skip(repo_id="acme/a", sha=SHA_A, reason="oversized: y")
-    assert [(s.repo_id, s.reason) for s in store.skips()] == [("acme/a", "oversized: y")]
+    store.record_skip(repo_id="acme/a", sha=SHA_A, skip=SkipRepo(SkipReason.GATED, "x"))
+    store.record_skip(repo_id="acme/a", sha=SHA_A, skip=SkipRepo(SkipReason.OVERSIZED, "y"))
+    assert [(s.repo_id, s.skip_reason, s.reason) for s in store.skips()] == [
+        ("acme/a", SkipReason.OVERSIZED, "oversized: y")]
 
 
 def test_threads_and_posts(store: Store) -> None:
@@ -266,3 +267,25 @@ def test_thread_connections_can_be_closed_when_a_thread_ends(store: Store) -> No
     thread.join()
     assert len(store._connections) == 1  # only the test thread's connection is left open
     assert [j.repo_id for j in store.jobs()] == ["acme/t"]
+
+
+def test_skips_written_before_the_code_column_get_their_code(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bot.state.schema import MIGRATIONS, _statements
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in _statements(MIGRATIONS[0].sql):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    conn.execute("INSERT INTO skips (repo_id, sha, reason, created_at) VALUES (?, ?, ?, 1.0)",
+                 ("acme/a", SHA_A, "pickle-only: only pickle weights (pytorch_model.bin)"))
+    conn.execute("INSERT INTO skips (repo_id, sha, reason, created_at) VALUES (?, ?, ?, 2.0)",
+                 ("acme/b", SHA_A, "no code here"))
+    conn.close()
+    with Store(path) as store:
+        rows = store.skips()
+    assert [(s.repo_id, s.skip_reason) for s in rows] == [("acme/a", SkipReason.PICKLE_ONLY), ("acme/b", None)]
+    assert rows[0].reason == "pickle-only: only pickle weights (pytorch_model.bin)"

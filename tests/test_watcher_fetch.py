@@ -24,11 +24,14 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
 
-from bot.errors import HubError, RateLimitedError, SkipRepo  # noqa: E402
-from bot.hub.client import DiscussionsDisabledError, HubClient  # noqa: E402
+from bot.errors import (  # noqa: E402
+    DiscussionsDisabledError, HubAuthError, HubError, HubNotFoundError, HubUnavailableError, RateLimitedError,
+    SkipReason, SkipRepo,
+)
+from bot.hub.client import HubClient, retry_after_of  # noqa: E402
 from hub_emulator import EmulatorHandle  # noqa: E402
 from hub_emulator.faults import Fault  # noqa: E402
-from bot.hub.families import plan_scan, skip_code  # noqa: E402
+from bot.hub.families import plan_scan  # noqa: E402
 from bot.hub.fetch import evict, fetch_snapshot  # noqa: E402
 from bot.hub.watcher import Watcher  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
@@ -127,7 +130,7 @@ def test_unscannable_repos_are_skipped_with_reasons(hub: EmulatorHandle, store: 
 
     assert _watcher(hub, store, _settings(hub, tmp_path)).poll_once() == []
     reasons = {skip.repo_id: skip.reason for skip in store.skips()}
-    assert {repo: skip_code(reason) for repo, reason in reasons.items()} == {
+    assert {skip.repo_id: skip.skip_reason.value for skip in store.skips()} == {
         "acme/gated-clip": "gated",
         "auditbot/private-clip": "private",
         "acme/pickle-clip": "pickle-only",
@@ -204,34 +207,36 @@ def test_fetch_is_pinned_to_the_sha_and_fetches_only_what_was_asked(hub: Emulato
     assert sorted(p.name for p in snapshot.iterdir()) == sorted(plan.files)
     assert not list((tmp_path / "cache").rglob("*.bin"))
 
-    # A plain endpoint string works too.
-    again = fetch_snapshot(hub.url, "acme/clip", old, ["config.json"], cache_dir=tmp_path / "cache", max_bytes=10**6)
+    # Files already there are not downloaded again: the same snapshot comes back.
+    again = fetch_snapshot(client, "acme/clip", old, ["config.json"], cache_dir=tmp_path / "cache", max_bytes=10**6)
     assert again == snapshot
 
 
 def test_fetch_refuses_unpinned_pickles_and_oversized(hub: EmulatorHandle, tmp_path: Path) -> None:
     sha = hub.state.create_repo("acme/clip", files=clip_repo_files(tmp_path))
     cache = tmp_path / "cache"
+    client = HubClient(endpoint=hub.url, token=BOT_TOKEN)
     with pytest.raises(ValueError, match="40-hex"):
-        fetch_snapshot(hub.url, "acme/clip", "main", ["config.json"], cache_dir=cache, max_bytes=10**6)
+        fetch_snapshot(client, "acme/clip", "main", ["config.json"], cache_dir=cache, max_bytes=10**6)
     with pytest.raises(ValueError, match="pytorch_model.bin"):
-        fetch_snapshot(hub.url, "acme/clip", sha, ["pytorch_model.bin"], cache_dir=cache, max_bytes=10**6)
+        fetch_snapshot(client, "acme/clip", sha, ["pytorch_model.bin"], cache_dir=cache, max_bytes=10**6)
     with pytest.raises(SkipRepo) as caught:
-        fetch_snapshot(hub.url, "acme/clip", sha, ["config.json", "model.safetensors"], cache_dir=cache, max_bytes=100)
-    assert skip_code(caught.value.reason) == "oversized"
+        fetch_snapshot(client, "acme/clip", sha, ["config.json", "model.safetensors"], cache_dir=cache, max_bytes=100)
+    assert caught.value.code is SkipReason.OVERSIZED
     with pytest.raises(HubError, match="missing.json"):
-        fetch_snapshot(hub.url, "acme/clip", sha, ["missing.json"], cache_dir=cache, max_bytes=10**6)
+        fetch_snapshot(client, "acme/clip", sha, ["missing.json"], cache_dir=cache, max_bytes=10**6)
     assert not cache.exists() or not list(cache.rglob("*.safetensors"))
 
 
 def test_evict_removes_least_recently_used_snapshots(hub: EmulatorHandle, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
+    client = HubClient(endpoint=hub.url, token=BOT_TOKEN)
     snapshots = {}
     for index, name in enumerate(["acme/a", "acme/b", "acme/c"]):
         files = {"model.safetensors": write_safetensors(tmp_path / f"{index}.safetensors", {"w": (1000,)},
                                                         fill=float(index))}  # fmt: skip
         sha = hub.state.create_repo(name, files=files)
-        snapshots[name] = fetch_snapshot(hub.url, name, sha, ["model.safetensors"], cache_dir=cache, max_bytes=10**6)
+        snapshots[name] = fetch_snapshot(client, name, sha, ["model.safetensors"], cache_dir=cache, max_bytes=10**6)
     # Last use: b long ago, a next, c most recently.
     for name, when in (("acme/b", 1_000), ("acme/a", 2_000), ("acme/c", 3_000)):
         os.utime(snapshots[name], (when, when))
@@ -255,10 +260,21 @@ def test_client_translates_errors(hub: EmulatorHandle, tmp_path: Path) -> None:
     hub.state.create_repo("acme/quiet", discussions_disabled=True)
     client = HubClient(endpoint=hub.url, token=BOT_TOKEN)
     with pytest.raises(DiscussionsDisabledError, match="discussions are disabled"):
-        client.call("open a discussion on acme/quiet", client.api.create_discussion, "acme/quiet", title="hello there")
+        client.create_discussion("acme/quiet", title="hello there", body="")
     with pytest.raises(SkipRepo) as caught:
         client.model_info("acme/missing")
-    assert skip_code(caught.value.reason) == "not-found"
+    assert caught.value.code is SkipReason.NOT_FOUND
+    # Any other 403 is the token's lack of permission, not a switched-off repo: the two are never confused.
+    hub.state.faults.add(Fault(path_prefix="/api/models/acme/quiet/discussions", status=403, remaining=1,
+                               message="You don't have the rights to list discussions here"))
+    with pytest.raises(HubAuthError, match="lacks permission"):
+        client.discussions("acme/quiet")
+    hub.state.create_repo("acme/talkative")
+    with pytest.raises(HubNotFoundError):
+        client.discussion_details("acme/talkative", 404)
+    hub.state.faults.add(Fault(path_prefix="/api/models/acme/quiet", status=502, remaining=1))
+    with pytest.raises(HubUnavailableError, match="502"):
+        client.model_info("acme/quiet")
     hub.state.faults.add(Fault(path_prefix="/api/models/acme/quiet", status=503, remaining=1, retry_after_s=3))
     with pytest.raises(RateLimitedError) as limited:
         client.model_info("acme/quiet")
@@ -269,12 +285,20 @@ def test_client_translates_errors(hub: EmulatorHandle, tmp_path: Path) -> None:
     assert "hf_not_a_real_token" not in str(refused.value) and "hf_not_a_real_token" not in repr(bad)
 
 
+def test_one_parser_reads_when_to_come_back():
+    assert retry_after_of({"RateLimit": '"api";r=0;t=42', "Retry-After": "7"}) == 42.0  # the Hub's own header wins
+    assert retry_after_of({"RateLimit": '"api";r=5;t=42', "Retry-After": "7"}) == 7.0   # calls left: not a limit
+    assert retry_after_of({"Retry-After": " 3 "}) == 3.0
+    assert retry_after_of({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
+    assert retry_after_of({}) is None and retry_after_of(None) is None
+
+
 def test_settings_are_what_the_watcher_uses(hub: EmulatorHandle, store: Store, tmp_path: Path) -> None:
     settings = _settings(hub, tmp_path)
     hub.state.create_repo("acme/clip", files=clip_repo_files(tmp_path), tags=["clip"])
     small = dataclasses.replace(settings, max_download_bytes=10)
     _watcher(hub, store, small).poll_once()
-    assert [skip_code(s.reason) for s in store.skips()] == ["oversized"]
+    assert [s.skip_reason for s in store.skips()] == [SkipReason.OVERSIZED]
     assert store.jobs(JobStatus.QUEUED) == []
 
 

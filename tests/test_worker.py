@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from worker_helpers import blocking_handler, marker_lines
 
-from bot.errors import CorruptCheckpointError, RateLimitedError, SkipRepo
+from bot.errors import CorruptCheckpointError, RateLimitedError, SkipReason, SkipRepo
 from bot.settings import Settings, load_settings
 from bot.state import Job, JobStatus, Store
 from bot.worker import Worker
@@ -101,7 +101,7 @@ def test_failing_job_is_retried_with_backoff_then_failed_and_the_worker_survives
 def test_skips_permanent_errors_and_rate_limits(store: Store) -> None:
     clock = FakeClock()
     errors: dict[str, Exception] = {
-        "acme/skip": SkipRepo("oversized: 3 GiB"),
+        "acme/skip": SkipRepo(SkipReason.OVERSIZED, "3 GiB"),
         "acme/corrupt": CorruptCheckpointError("truncated header"),
         "acme/limited": RateLimitedError("slow down", retry_after=100.0),
     }
@@ -115,7 +115,8 @@ def test_skips_permanent_errors_and_rate_limits(store: Store) -> None:
 
     skipped = _job(store, "acme/skip")
     assert skipped.status is JobStatus.SKIPPED and skipped.last_error == "oversized: 3 GiB"
-    assert [(s.repo_id, s.reason) for s in store.skips()] == [("acme/skip", "oversized: 3 GiB")]
+    assert [(s.repo_id, s.skip_reason, s.reason) for s in store.skips()] == [
+        ("acme/skip", SkipReason.OVERSIZED, "oversized: 3 GiB")]
     corrupt = _job(store, "acme/corrupt")
     assert corrupt.status is JobStatus.FAILED and corrupt.attempts == 1  # retrying cannot fix that commit
     limited = _job(store, "acme/limited")

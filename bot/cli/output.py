@@ -23,7 +23,7 @@ def summarize_record(record: ScanRecord) -> str:
         lines.append("")
         lines.append("nearest trigger tokens: " + ", ".join(
             f"{t.token}{' (confirmed)' if t.confirmed else ''}" for t in record.triggers[:5]))
-    if confirmed or record.verdict.value in ("backdoor", "natural-only"):
+    if record.target_captions and (confirmed or record.verdict.value in ("backdoor", "natural-only")):
         lines.append("recovered target: " + "; ".join(t.caption for t in record.target_captions[:3]))
     lines.append(f"time: {record.timings.get('total', 0):.1f}s on {record.device}")
     for note in record.notes:

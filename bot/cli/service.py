@@ -9,9 +9,10 @@ from bot.errors import EXIT_CLEAN
 
 
 def register(sub) -> None:
-    p = sub.add_parser("watch", help="poll the Hub for new or updated CLIP-family repos and queue scans")
+    p = sub.add_parser("watch", help="poll the Hub for new or updated CLIP-family repos and queue scans; "
+                                     "answer mentions that webhooks missed")
     add_settings_options(p)
-    p.add_argument("--once", action="store_true", help="one polling pass, then exit")
+    p.add_argument("--once", action="store_true", help="one pass (uploads, then mentions), then exit")
     p.set_defaults(func=_cmd_watch)
 
     p = sub.add_parser("worker", help="run queued scans and publish the results")
@@ -36,14 +37,14 @@ def _cmd_watch(args) -> int:
     from bot.service import Bot
 
     bot = Bot.from_settings(settings_from_args(args))
-    watcher = bot.watcher()
     if args.once:
-        jobs = watcher.poll_once()
-        print(f"queued {len(jobs)} scan(s)")
+        jobs = bot.watcher().poll_once()
+        answered = bot.mention_poller().poll_once()
+        print(f"queued {len(jobs)} scan(s); answered {len(answered)} mention(s) found by polling")
         return EXIT_CLEAN
     stop = threading.Event()
     try:
-        watcher.run_forever(stop)
+        bot.watch_forever(stop)
     except KeyboardInterrupt:
         stop.set()
     return EXIT_CLEAN

@@ -3,7 +3,7 @@
 Two stages: `family_hint` looks only at listing metadata (tags, task, library, file names) and is cheap;
 `plan_scan` reads the repo's file list and its safetensors headers (Range requests, no weights) to confirm
 a text tower (token + position embeddings) and to size the download. Anything that cannot or must not be
-scanned raises SkipRepo with a reason that starts with one of the SKIP_* codes ("oversized: ...").
+scanned raises SkipRepo with its SkipReason and a sentence saying what was found.
 """
 
 from __future__ import annotations
@@ -13,29 +13,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from huggingface_hub import HfApi
 from huggingface_hub.errors import SafetensorsParsingError
 
-from bot.errors import SkipRepo
+from bot.errors import SkipReason, SkipRepo
 from bot.formats import CLIP_CONTEXT_LENGTH, OPEN_CLIP_WEIGHTS, PICKLE_SUFFIXES, TOKENIZER_FILES
 
-from .client import HubClient, as_client
+from .client import HubClient
 
 ZERO_SHOT_TASK = "zero-shot-image-classification"
 CLIP_TAGS = frozenset({"clip", "siglip", "open_clip", "open-clip"})
 # What list_models items must carry: the Hub sends none of this unless asked.
 LISTING_EXPAND = ["sha", "siblings", "createdAt", "lastModified", "tags", "pipeline_tag", "library_name",
                   "private", "gated"]  # fmt: skip
-
-SKIP_PRIVATE = "private"
-SKIP_GATED = "gated"
-SKIP_PICKLE_ONLY = "pickle-only"
-SKIP_NO_WEIGHTS = "no-weights"
-SKIP_NO_CONFIG = "no-config"
-SKIP_NO_TEXT_TOWER = "no-text-tower"
-SKIP_CORRUPT = "corrupt-safetensors"
-SKIP_OVERSIZED = "oversized"
-SKIP_OPTED_OUT = "opted-out"
 
 _TEXT_ENCODER_DIR = re.compile(r"^text_encoder(_\d+)?$")
 _SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
@@ -53,11 +42,6 @@ class ScanPlan:
     weight_files: tuple[str, ...]     # the safetensors among `files`
     total_bytes: int                  # size of `files`
     text_encoders: tuple[str, ...]    # folders holding a confirmed text tower ("" = repo root)
-
-
-def skip_code(reason: str) -> str:
-    """The SKIP_* code a SkipRepo reason starts with ("oversized: 3 GiB ..." -> "oversized")."""
-    return reason.split(":", 1)[0].strip()
 
 
 def _human(size: int) -> str:
@@ -102,7 +86,7 @@ def _text_encoder_dirs(names: Iterable[str], *, any_weights: bool = False) -> li
 
 
 def plan_scan(
-    api: HubClient | HfApi, repo_id: str, *, sha: str | None = None, max_bytes: int, family: str | None = None
+    client: HubClient, repo_id: str, *, sha: str | None = None, max_bytes: int, family: str | None = None
 ) -> ScanPlan:
     """What to download to scan `repo_id` at `sha` (None: the current main); `family` is a listing hint.
 
@@ -110,22 +94,21 @@ def plan_scan(
         SkipRepo: private, gated, pickle-only, no weights, no config, no text tower, corrupt, oversized.
         HubError / RateLimitedError: the Hub could not answer (try again later).
     """
-    client = as_client(api)
     info = client.model_info(repo_id, revision=sha, files_metadata=True)
     sha = info.sha or sha
     if info.private:
-        raise SkipRepo(f"{SKIP_PRIVATE}: the repo is private; only public repos are audited")
+        raise SkipRepo(SkipReason.PRIVATE, "the repo is private; only public repos are audited")
     if info.gated:
-        raise SkipRepo(f"{SKIP_GATED}: the repo is gated ({info.gated}); its files need approved access")
+        raise SkipRepo(SkipReason.GATED, f"the repo is gated ({info.gated}); its files need approved access")
     sizes = {s.rfilename: (s.size if s.size is not None else (s.lfs.size if s.lfs else 0)) for s in info.siblings or []}
 
     layout, groups = _weight_groups(sizes)
     if not groups:
         pickles = sorted(name for name in sizes if name.lower().endswith(PICKLE_SUFFIXES))
         if pickles:
-            raise SkipRepo(f"{SKIP_PICKLE_ONLY}: only pickle weights ({', '.join(pickles[:3])}); "
+            raise SkipRepo(SkipReason.PICKLE_ONLY, f"only pickle weights ({', '.join(pickles[:3])}); "
                            "clip-audit never unpickles, publish safetensors to have it scanned")  # fmt: skip
-        raise SkipRepo(f"{SKIP_NO_WEIGHTS}: no safetensors weights in the repo")
+        raise SkipRepo(SkipReason.NO_WEIGHTS, "no safetensors weights in the repo")
 
     towers: dict[str, tuple[str, ...]] = {}
     detected: list[str] = []
@@ -136,14 +119,14 @@ def plan_scan(
             detected.append(family_from_tensors(tensors, hint=family))
     if not towers:
         checked = ", ".join(w for ws in groups.values() for w in ws)
-        raise SkipRepo(f"{SKIP_NO_TEXT_TOWER}: no token + position embeddings in {checked}")
+        raise SkipRepo(SkipReason.NO_TEXT_TOWER, f"no token + position embeddings in {checked}")
 
     files = _files_to_fetch(layout, towers, sizes)
     if layout == "transformers" and "config.json" not in sizes:
-        raise SkipRepo(f"{SKIP_NO_CONFIG}: safetensors weights but no config.json or open_clip_config.json")
+        raise SkipRepo(SkipReason.NO_CONFIG, "safetensors weights but no config.json or open_clip_config.json")
     total = sum(sizes.get(name, 0) for name in files)
     if total > max_bytes:
-        raise SkipRepo(f"{SKIP_OVERSIZED}: the files to scan total {_human(total)}, over the {_human(max_bytes)} limit")
+        raise SkipRepo(SkipReason.OVERSIZED, f"the files to scan total {_human(total)}, over the {_human(max_bytes)} limit")
     weight_files = tuple(name for name in files if name.endswith(".safetensors"))
     return ScanPlan(repo_id=repo_id, sha=sha, family=detected[0], layout=layout, files=files,
                     weight_files=weight_files, total_bytes=total, text_encoders=tuple(towers))  # fmt: skip
@@ -187,7 +170,7 @@ def _read_headers(client: HubClient, repo_id: str, sha: str, weights: Iterable[s
         try:
             metadata = client.parse_safetensors_file_metadata(repo_id, name, revision=sha)
         except SafetensorsParsingError as exc:
-            raise SkipRepo(f"{SKIP_CORRUPT}: {name} has an unreadable safetensors header ({exc})") from None
+            raise SkipRepo(SkipReason.CORRUPT, f"{name} has an unreadable safetensors header ({exc})") from None
         tensors.update({tensor: list(info.shape) for tensor, info in metadata.tensors.items()})
     return tensors
 

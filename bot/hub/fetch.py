@@ -13,14 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from huggingface_hub import HfApi, hf_hub_download, scan_cache_dir
+from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
-from bot.errors import HubError, SkipRepo
+from bot.errors import HubError, SkipReason, SkipRepo
 
-from .client import HubClient, as_client, hub_errors
+from .client import HubClient
 from .ids import is_commit_sha
-from .families import SKIP_OVERSIZED
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +47,13 @@ def check_request(sha: str, files: Sequence[str]) -> None:
 
 
 def fetch_snapshot(
-    api_or_endpoint: HubClient | HfApi | str,
+    client: HubClient,
     repo_id: str,
     sha: str,
     files: Sequence[str],
     *,
     cache_dir: Path,
     max_bytes: int,
-    token: str | None = None,
 ) -> Path:
     """Downloads `files` of `repo_id` at commit `sha`; returns the local snapshot folder (named after `sha`).
 
@@ -67,23 +65,18 @@ def fetch_snapshot(
         HubError / RateLimitedError: the Hub could not serve the files.
     """
     check_request(sha, files)
-    client = as_client(api_or_endpoint, token=token)
     action = f"download {repo_id}@{sha[:8]}"
-    infos = client.call(f"read file sizes of {repo_id}@{sha[:8]}", client.api.get_paths_info, repo_id, list(files),
-                        revision=sha)  # fmt: skip
-    sizes = {info.path: getattr(info, "size", 0) or 0 for info in infos}
+    sizes = {info.path: info.size for info in client.path_sizes(repo_id, files, revision=sha)}
     missing = [name for name in files if name not in sizes]
     if missing:
         raise HubError(f"cannot {action}: not in that commit: {', '.join(missing)}")
     total = sum(sizes.values())
     if total > max_bytes:
-        raise SkipRepo(f"{SKIP_OVERSIZED}: the files to scan total {total} bytes, over the {max_bytes} byte limit")
+        raise SkipRepo(SkipReason.OVERSIZED, f"the files to scan total {total} bytes, over the {max_bytes} byte limit")
 
     snapshot: Path | None = None
     for name in files:
-        with hub_errors(action):
-            local = Path(hf_hub_download(repo_id, name, revision=sha, cache_dir=cache_dir,
-                                         endpoint=client.endpoint, token=client.token or False))  # fmt: skip
+        local = client.download(repo_id, name, revision=sha, cache_dir=cache_dir)
         snapshot = local.parents[len(PurePosixPath(name).parts) - 1]
     assert snapshot is not None
     if snapshot.name != sha:

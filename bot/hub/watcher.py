@@ -12,21 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 import schedule
-from huggingface_hub import HfApi
 
-from bot.errors import ClipAuditError, HubError, RateLimitedError, SkipRepo
+from bot.errors import ClipAuditError, HubError, RateLimitedError, SkipReason, SkipRepo
 from bot.settings import Settings
 from bot.state import Job, Store
 
-from .client import HubClient, as_client
-from .families import LISTING_EXPAND, SKIP_OPTED_OUT, family_hint, plan_scan
+from .client import HubClient
+from .families import LISTING_EXPAND, family_hint, plan_scan
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +51,9 @@ def cursor_name(listing: Listing, sort: str) -> str:
 
 
 class Watcher:
-    def __init__(self, store: Store, api: HubClient | HfApi, settings: Settings) -> None:
+    def __init__(self, store: Store, api: HubClient, settings: Settings) -> None:
         self.store = store
-        self.api = as_client(api)
+        self.api = api
         self.settings = settings
         self._not_before = 0.0  # set after a rate limit: no poll before this time
 
@@ -123,13 +122,13 @@ class Watcher:
             return None
         last_modified = model.last_modified.isoformat() if model.last_modified else None
         if self.store.is_opted_out(repo_id):
-            self._record_skip(repo_id, sha, f"{SKIP_OPTED_OUT}: the owner asked the bot to leave this repo alone",
+            self._record_skip(repo_id, sha, SkipRepo(SkipReason.OPTED_OUT, "the owner asked the bot to leave this repo alone"),
                               last_modified=last_modified, family=hint)  # fmt: skip
             return None
         try:
             plan = plan_scan(self.api, repo_id, sha=sha, max_bytes=self.settings.max_download_bytes, family=hint)
         except SkipRepo as skip:
-            self._record_skip(repo_id, sha, skip.reason, last_modified=last_modified, family=hint)
+            self._record_skip(repo_id, sha, skip, last_modified=last_modified, family=hint)
             return None
         job = self.store.enqueue(
             repo_id=repo_id, sha=sha, revision="main", reason="new-upload" if known is None else "new-revision"
@@ -137,9 +136,9 @@ class Watcher:
         self.store.upsert_repo(repo_id, sha, last_modified=last_modified, family=plan.family)
         return job
 
-    def _record_skip(self, repo_id: str, sha: str, reason: str, *, last_modified: str | None, family: str) -> None:
-        logger.info("skip %s@%s: %s", repo_id, sha[:8], reason)
-        self.store.record_skip(repo_id=repo_id, sha=sha, reason=reason)
+    def _record_skip(self, repo_id: str, sha: str, skip: SkipRepo, *, last_modified: str | None, family: str) -> None:
+        logger.info("skip %s@%s: %s", repo_id, sha[:8], skip.reason)
+        self.store.record_skip(repo_id=repo_id, sha=sha, skip=skip)
         self.store.upsert_repo(repo_id, sha, last_modified=last_modified, family=family)
 
     # -- the polling loop ------------------------------------------------------------------------------------
@@ -155,11 +154,21 @@ class Watcher:
         except ClipAuditError as exc:
             logger.warning("poll failed: %s (next poll in %.0fs)", exc, self.settings.poll_interval_seconds)
 
-    def run_forever(self, stop_event: threading.Event) -> None:
-        """Polls now, then every poll_interval_seconds, until `stop_event` is set."""
+    def run_forever(self, stop_event: threading.Event,
+                    also: Sequence[tuple[float, Callable[[], None]]] = ()) -> None:
+        """Polls now, then every poll_interval_seconds, until `stop_event` is set.
+
+        Args:
+            also: (interval in seconds, task) pairs run on the same loop, first right after the first poll
+                (the mention polling fallback); a task must not raise.
+        """
         scheduler = schedule.Scheduler()  # our own, not schedule's module-level default
         scheduler.every(self.settings.poll_interval_seconds).seconds.do(self._safe_poll)
+        for interval, task in also:
+            scheduler.every(interval).seconds.do(task)
         self._safe_poll()
+        for _, task in also:
+            task()
         while not stop_event.is_set():
             scheduler.run_pending()
             idle = scheduler.idle_seconds

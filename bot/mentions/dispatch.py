@@ -11,16 +11,14 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from huggingface_hub import HfApi
-from huggingface_hub.community import DiscussionComment
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-from bot.scan_record import ScanRecord
+from bot.errors import HubAuthError, HubNotFoundError, SkipReason, SkipRepo
+from bot.hub.client import HubClient
 from bot.mentions.commands import Command, parse_command
 from bot.mentions.events import MentionEvent
-from bot.publish.hub_errors import hub_failure, status_of
 from bot.publish.poster import PostOutcome, Publisher
 from bot.publish.render import AckKind, render_ack, render_help
+from bot.scan_record import ScanRecord
+from bot.state.schema import JobStatus
 from bot.state.store import Store
 
 logger = logging.getLogger(__name__)
@@ -46,7 +44,7 @@ class _Comment:
 
 
 class MentionDispatcher:
-    def __init__(self, api: HfApi, store: Store, publisher: Publisher, *, bot_name: str) -> None:
+    def __init__(self, api: HubClient, store: Store, publisher: Publisher, *, bot_name: str) -> None:
         self.api = api
         self.store = store
         self.publisher = publisher
@@ -73,18 +71,15 @@ class MentionDispatcher:
         if command is None:
             return DispatchOutcome("ignored", detail="no command addressed to the bot")
         logger.info("%s asked %s on %s#%d", comment.author, command.kind, event.repo_id, event.discussion_num)
-        try:
-            if command.kind == "scan":
-                return self._scan(event, comment, command)
-            if command.kind == "badge":
-                return self._badge(event, comment, command)
-            if command.kind in ("opt-out", "opt-in"):
-                return self._opt(event, comment, command)
-            body = render_help(repo_id=event.repo_id, bot_name=self.bot_name, requester=comment.author,
-                               problems_url=self.publisher.problems_url)  # fmt: skip
-            return DispatchOutcome("answered", command, "help", self._post(event, body, "help"))
-        except HfHubHTTPError as error:
-            raise hub_failure(error, action=f"answering {command.kind} on {event.repo_id}") from None
+        if command.kind == "scan":
+            return self._scan(event, comment, command)
+        if command.kind == "badge":
+            return self._badge(event, comment, command)
+        if command.kind in ("opt-out", "opt-in"):
+            return self._opt(event, comment, command)
+        body = render_help(repo_id=event.repo_id, bot_name=self.bot_name, requester=comment.author,
+                           problems_url=self.publisher.problems_url)  # fmt: skip
+        return DispatchOutcome("answered", command, "help", self._post(event, body, "help"))
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -92,9 +87,9 @@ class MentionDispatcher:
         revision = command.revision or DEFAULT_REVISION
         try:
             sha = self.api.model_info(event.repo_id, revision=revision).sha
-        except RevisionNotFoundError:
-            return self._ack(event, comment, command, "revision-not-found", revision=revision)
-        except RepositoryNotFoundError:
+        except SkipRepo as skip:
+            if skip.code is SkipReason.REVISION_GONE:
+                return self._ack(event, comment, command, "revision-not-found", revision=revision)
             return DispatchOutcome("ignored", command, "repo not visible to the bot")
         if sha is None:
             return self._ack(event, comment, command, "revision-not-found", revision=revision)
@@ -113,9 +108,9 @@ class MentionDispatcher:
         if job is not None:
             return self._ack(event, comment, command, "scan-queued", revision=asked, sha=sha)
         earlier = self.store.find_job(event.repo_id, sha)
-        if earlier is not None and earlier.status.value == "skipped":
+        if earlier is not None and earlier.status is JobStatus.SKIPPED:
             return self._ack(event, comment, command, "scan-not-possible", sha=sha, reason=earlier.last_error)
-        if earlier is not None and earlier.status.value == "failed":
+        if earlier is not None and earlier.status is JobStatus.FAILED:
             return self._ack(event, comment, command, "scan-not-possible", sha=sha, reason="the scan failed")
         return self._ack(event, comment, command, "scan-in-progress", revision=asked, sha=sha)
 
@@ -125,7 +120,7 @@ class MentionDispatcher:
             return self._ack(event, comment, command, "badge-already-offered", pr_num=existing)
         try:
             head = self.api.model_info(event.repo_id).sha
-        except RepositoryNotFoundError:
+        except SkipRepo:
             return DispatchOutcome("ignored", command, "repo not visible to the bot")
         scan = self.store.get_scan(event.repo_id, head) if head else None
         if scan is None or head is None:
@@ -152,13 +147,11 @@ class MentionDispatcher:
         if event.author is not None:
             return _Comment(event.author, event.text)
         try:
-            details = self.api.get_discussion_details(event.repo_id, event.discussion_num)
-        except HfHubHTTPError as error:
-            if status_of(error) in (401, 403, 404):
-                return None
-            raise hub_failure(error, action=f"reading {event.repo_id}#{event.discussion_num}") from None
-        for item in details.events:
-            if item.id == event.comment_id and isinstance(item, DiscussionComment) and not item.hidden:
+            details = self.api.discussion_details(event.repo_id, event.discussion_num)
+        except (SkipRepo, HubAuthError, HubNotFoundError):
+            return None  # gone, or not visible to the bot: nothing to answer
+        for item in details.comments:
+            if item.id == event.comment_id and not item.hidden:
                 return _Comment(item.author, item.content)
         return None
 

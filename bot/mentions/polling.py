@@ -1,4 +1,5 @@
-"""Polling for mentions on repos without a webhook: read open discussions, hand on each new mention once.
+"""Polling for mentions, the fallback for deliveries a webhook missed (or repos without one): read the open
+discussions of the repos the bot has posted in, and hand on each new mention once.
 
 Each comment is marked seen in the store before it is returned, under its Hub id, which is also the id a
 webhook delivery of the same comment carries: whichever source sees a comment first handles it.
@@ -10,18 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from huggingface_hub import HfApi
-from huggingface_hub.community import DiscussionComment
-from huggingface_hub.errors import HfHubHTTPError
-
+from bot.errors import ClipAuditError, HubError, RateLimitedError, SkipRepo
+from bot.hub.client import HubClient
+from bot.mentions.dispatch import DispatchOutcome, MentionDispatcher
 from bot.mentions.events import MentionEvent
-from bot.publish.hub_errors import status_of
 from bot.state.store import Store
 
 logger = logging.getLogger(__name__)
 
-
-def poll_mentions(api: HfApi, store: Store, *, bot_name: str, repo_ids: Iterable[str]) -> list[MentionEvent]:
+def poll_mentions(api: HubClient, store: Store, *, bot_name: str, repo_ids: Iterable[str]) -> list[MentionEvent]:
     """New comments mentioning `bot_name` in the open discussions and PRs of `repo_ids`, oldest first per thread.
 
     Repos that are gone, private or have discussions disabled are skipped. When the Hub rate-limits the bot,
@@ -32,32 +30,46 @@ def poll_mentions(api: HfApi, store: Store, *, bot_name: str, repo_ids: Iterable
     for repo_id in repo_ids:
         try:
             _poll_repo(api, store, bot_name=bot_name, repo_id=repo_id, into=found)
-        except HfHubHTTPError as error:
-            status = status_of(error)
-            if status == 429:
-                logger.warning("rate-limited while polling %s for mentions; stopping this poll", repo_id)
-                break
-            logger.warning("skipping %s while polling for mentions (HTTP %s)", repo_id, status)
+        except RateLimitedError:
+            logger.warning("rate-limited while polling %s for mentions; stopping this poll", repo_id)
+            break
+        except (SkipRepo, HubError) as error:  # gone, private, discussions off, a 5xx: read it next time
+            logger.warning("skipping %s while polling for mentions: %s", repo_id, error)
     return found
 
 
-def _poll_repo(api: HfApi, store: Store, *, bot_name: str, repo_id: str, into: list[MentionEvent]) -> None:
+def _poll_repo(api: HubClient, store: Store, *, bot_name: str, repo_id: str, into: list[MentionEvent]) -> None:
     needle = f"@{bot_name}".lower()
-    for discussion in api.get_repo_discussions(repo_id, discussion_status="open"):
-        details = api.get_discussion_details(repo_id, discussion.num)
-        for event in details.events:
-            if not isinstance(event, DiscussionComment) or event.hidden or event.author == bot_name:
+    for discussion in api.discussions(repo_id, status="open"):
+        details = api.discussion_details(repo_id, discussion.num)
+        for comment in details.comments:
+            if comment.hidden or comment.author == bot_name:
                 continue
-            if needle not in event.content.lower() or not store.mark_event_seen(event.id):
+            if needle not in comment.content.lower() or not store.mark_event_seen(comment.id):
                 continue
-            into.append(
-                MentionEvent(
-                    event_id=event.id,
-                    repo_id=repo_id,
-                    discussion_num=discussion.num,
-                    comment_id=event.id,
-                    author=event.author,
-                    text=event.content,
-                    is_pull_request=discussion.is_pull_request,
-                )
-            )
+            into.append(MentionEvent(event_id=comment.id, repo_id=repo_id, discussion_num=discussion.num,
+                                     comment_id=comment.id, author=comment.author, text=comment.content,
+                                     is_pull_request=discussion.is_pull_request))  # fmt: skip
+
+
+class MentionPoller:
+    """One polling pass over the repos the bot has posted in, each new mention handed to the dispatcher."""
+
+    def __init__(self, api: HubClient, store: Store, dispatcher: MentionDispatcher, *, bot_name: str) -> None:
+        self.api = api
+        self.store = store
+        self.dispatcher = dispatcher
+        self.bot_name = bot_name
+
+    def poll_once(self) -> list[DispatchOutcome]:
+        events = poll_mentions(self.api, self.store, bot_name=self.bot_name, repo_ids=self.store.repos_posted_in())
+        outcomes = []
+        for event in events:
+            try:
+                outcomes.append(self.dispatcher.handle(event))
+            except ClipAuditError as error:  # one failing mention must not stop the others
+                logger.warning("mention %s on %s#%d could not be answered: %s", event.event_id, event.repo_id,
+                               event.discussion_num, error)  # fmt: skip
+        if events:
+            logger.info("mention poll: %d new mention(s)", len(events))
+        return outcomes

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.community import DiscussionComment, DiscussionWithDetails
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
-
-from bot.scan_record import ScanRecord, Verdict
-from bot.errors import HubError
-from bot.publish.badge import add_badge_line
-from bot.publish.hub_errors import hub_failure, is_forbidden
+from bot.errors import DiscussionsDisabledError
+from bot.hub.client import HubClient, HubThread
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
+from bot.publish.badge import add_badge_line
 from bot.publish.render import (
     badge_markdown,
     badge_svg_url,
@@ -33,6 +27,7 @@ from bot.publish.render import (
     render_revision_comment,
     scanned_commit_marker,
 )
+from bot.scan_record import ScanRecord, Verdict
 from bot.state.store import Store
 
 logger = logging.getLogger(__name__)
@@ -70,7 +65,7 @@ def reply_kind(discussion_num: int) -> str:
 class Publisher:
     def __init__(
         self,
-        api: HfApi,
+        api: HubClient,
         store: Store,
         *,
         bot_name: str,
@@ -103,7 +98,8 @@ class Publisher:
                 own thread.
 
         Raises:
-            HubError: a Hub call failed for another reason than disabled discussions (RateLimitedError on 429).
+            HubError: a Hub call failed for another reason than disabled discussions: RateLimitedError on 429,
+                HubAuthError when the token may not post there.
         """
         _check_target(record, repo_id=repo_id, sha=sha)
         request_num = discussion_num if requested else None
@@ -121,11 +117,9 @@ class Publisher:
             if request_num is not None:
                 return self._reply(record, repo_id=repo_id, sha=sha, kind=kind, num=request_num)
             return self._post_in_bot_thread(record, repo_id=repo_id, sha=sha)
-        except HfHubHTTPError as error:
-            if is_forbidden(error):
-                logger.info("not posting on %s: discussions are disabled (HTTP 403)", repo_id)
-                return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled (HTTP 403)")
-            raise hub_failure(error, action=f"posting the report for {repo_id}@{sha[:12]}") from None
+        except DiscussionsDisabledError:
+            logger.info("not posting on %s: discussions are disabled", repo_id)
+            return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled on this repo")
 
     def _worth_posting_unprompted(self, verdict: Verdict) -> bool:
         if verdict in FINDINGS:
@@ -141,26 +135,25 @@ class Publisher:
             if self.store.has_post(repo_id, sha, REPORT_KIND):
                 return PostOutcome("skipped-duplicate", detail=f"report for {sha} already posted")
             body = self._render_report(record, repo_id=repo_id, sha=sha)
-            created = self.api.create_discussion(repo_id, title=THREAD_TITLE, description=body)
+            created, opening = self.api.create_discussion(repo_id, title=THREAD_TITLE, body=body)
             self.store.record_thread(repo_id=repo_id, discussion_num=created.num)
-            opening = created.events[0].id if created.events else None
             self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=created.num, comment_id=opening,
                                    kind=REPORT_KIND)  # fmt: skip
             logger.info("opened %s on %s for %s", created.url, repo_id, sha[:12])
             return PostOutcome("created-thread", created.num, created.url)
-        details = self.api.get_discussion_details(repo_id, thread.num)
-        if details.status != "open":
+        details = self.api.discussion_details(repo_id, thread.num)
+        if not details.is_open:
             return self._closed(repo_id, thread.num)
         body = self._render_revision(record, repo_id=repo_id, sha=sha)
         return self._comment_once(details, body, repo_id=repo_id, sha=sha, kind=REPORT_KIND)
 
     def _reply(self, record: ScanRecord, *, repo_id: str, sha: str, kind: str, num: int) -> PostOutcome:
-        details = self.api.get_discussion_details(repo_id, num)
+        details = self.api.discussion_details(repo_id, num)
         body = self._render_report(record, repo_id=repo_id, sha=sha)
         return self._comment_once(details, body, repo_id=repo_id, sha=sha, kind=kind)
 
     def _comment_once(
-        self, details: DiscussionWithDetails, body: str, *, repo_id: str, sha: str, kind: str
+        self, details: HubThread, body: str, *, repo_id: str, sha: str, kind: str
     ) -> PostOutcome:
         existing = self._posted_comment(details, sha)
         if existing is not None:
@@ -170,18 +163,18 @@ class Publisher:
                                detail=f"{sha} is already reported in this thread")  # fmt: skip
         if self.store.has_post(repo_id, sha, kind):
             return PostOutcome("skipped-duplicate", details.num, detail=f"{kind} for {sha} already posted")
-        comment = self.api.comment_discussion(repo_id, details.num, body)
+        comment = self.api.comment(repo_id, details.num, body)
         if not self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=details.num, comment_id=comment.id,
                                       kind=kind):  # fmt: skip
             logger.warning("another worker also posted %s for %s@%s", kind, repo_id, sha[:12])
         return PostOutcome("commented", details.num, f"{details.url}#{comment.id}")
 
-    def _posted_comment(self, details: DiscussionWithDetails, sha: str) -> str | None:
+    def _posted_comment(self, details: HubThread, sha: str) -> str | None:
         """The id of the bot's comment in this thread that already reports `sha`, if any."""
         marker = scanned_commit_marker(sha)
-        for event in details.events:
-            if isinstance(event, DiscussionComment) and event.author == self.bot_name and marker in event.content:
-                return event.id
+        for comment in details.comments:
+            if comment.author == self.bot_name and marker in comment.content:
+                return comment.id
         return None
 
     def _find_bot_thread(self, repo_id: str) -> _Thread | None:
@@ -191,16 +184,16 @@ class Publisher:
             return _Thread(row.discussion_num, row.status == "open")
         found = [
             discussion
-            for discussion in self.api.get_repo_discussions(repo_id, author=self.bot_name, discussion_type="discussion")
+            for discussion in self.api.discussions(repo_id, author=self.bot_name, kind="discussion")
             if discussion.author == self.bot_name and discussion.title == THREAD_TITLE
         ]
         if not found:
             return None
         first = min(found, key=lambda discussion: discussion.num)
         self.store.record_thread(repo_id=repo_id, discussion_num=first.num)
-        if first.status != "open":
+        if not first.is_open:
             self.store.mark_thread_closed(repo_id)
-        return _Thread(first.num, first.status == "open")
+        return _Thread(first.num, first.is_open)
 
     def _closed(self, repo_id: str, num: int) -> PostOutcome:
         self.store.mark_thread_closed(repo_id)
@@ -234,13 +227,10 @@ class Publisher:
             path = self._write_outbox(repo_id, f"{_file_safe(label)}.md", header=header, body=body)
             return PostOutcome("dry-run", discussion_num, str(path))
         try:
-            comment = self.api.comment_discussion(repo_id, discussion_num, body)
-        except HfHubHTTPError as error:
-            if is_forbidden(error):
-                return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled (HTTP 403)")
-            raise hub_failure(error, action=f"replying in {repo_id}#{discussion_num}") from None
-        url = f"{self.api.endpoint.rstrip('/')}/{repo_id}/discussions/{discussion_num}#{comment.id}"
-        return PostOutcome("commented", discussion_num, url)
+            comment = self.api.comment(repo_id, discussion_num, body)
+        except DiscussionsDisabledError:
+            return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled on this repo")
+        return PostOutcome("commented", discussion_num, self.api.comment_url(repo_id, discussion_num, comment.id))
 
     # -- dry run ----------------------------------------------------------------------------------------
 
@@ -284,7 +274,8 @@ class Publisher:
             site configured, opted out (unless requested), dry run, PRs disabled, or a badge already in the README.
 
         Raises:
-            HubError: a Hub call failed for another reason than a 403.
+            HubError: a Hub call failed for another reason than disabled pull requests (HubAuthError when the
+                token may not open one).
         """
         _check_target(record, repo_id=repo_id, sha=sha)
         if not self.report_base_url:
@@ -303,47 +294,27 @@ class Publisher:
             return None
         try:
             return self._open_badge_pr(repo_id=repo_id, sha=sha, line=line, description=description)
-        except HfHubHTTPError as error:
-            if is_forbidden(error):
-                logger.info("no badge PR on %s: pull requests are disabled (HTTP 403)", repo_id)
-                return None
-            raise hub_failure(error, action=f"opening the badge PR on {repo_id}") from None
+        except DiscussionsDisabledError:
+            logger.info("no badge PR on %s: pull requests are disabled", repo_id)
+            return None
 
     def _open_badge_pr(self, *, repo_id: str, sha: str, line: str, description: str) -> int | None:
-        for discussion in self.api.get_repo_discussions(repo_id, author=self.bot_name, discussion_type="pull_request"):
+        for discussion in self.api.discussions(repo_id, author=self.bot_name, kind="pull_request"):
             if discussion.author == self.bot_name and discussion.title == BADGE_PR_TITLE:
                 self.store.record_badge_pr(repo_id=repo_id, sha=sha, pr_num=discussion.num)
                 return discussion.num
-        head = self.api.model_info(repo_id).sha
-        if head is None:
-            raise HubError(f"the Hub gave no head commit for {repo_id}")
-        readme = self._read_readme(repo_id, head)
+        head = self.api.head_sha(repo_id)
+        readme = self.api.read_text(repo_id, "README.md", revision=head)
         marker = badge_svg_url(self.report_base_url or "", Verdict.CLEAN).rsplit("/", 1)[0] + "/"
         new_readme = add_badge_line(readme, line, already_there=marker)
         if new_readme is None:
             logger.info("no badge PR on %s: the README already has a clip-audit badge", repo_id)
             return None
-        info = self.api.create_commit(
-            repo_id,
-            operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=new_readme.encode("utf-8"))],
-            commit_message=BADGE_PR_TITLE,
-            commit_description=description,
-            create_pr=True,
-            parent_commit=head,
-        )
-        if info.pr_num is None:
-            raise HubError(f"the Hub opened no pull request for the badge on {repo_id}")
-        self.store.record_badge_pr(repo_id=repo_id, sha=sha, pr_num=info.pr_num)
-        logger.info("opened badge PR %s on %s", info.pr_url, repo_id)
-        return info.pr_num
-
-    def _read_readme(self, repo_id: str, revision: str) -> str | None:
-        with tempfile.TemporaryDirectory(prefix="clip-audit-readme-") as cache:
-            try:
-                path = self.api.hf_hub_download(repo_id, "README.md", revision=revision, cache_dir=cache)
-            except EntryNotFoundError:
-                return None
-            return Path(path).read_text(encoding="utf-8", errors="replace")
+        pr_num, pr_url = self.api.open_file_pr(repo_id, path="README.md", content=new_readme.encode("utf-8"),
+                                               title=BADGE_PR_TITLE, description=description, parent=head)
+        self.store.record_badge_pr(repo_id=repo_id, sha=sha, pr_num=pr_num)
+        logger.info("opened badge PR %s on %s", pr_url, repo_id)
+        return pr_num
 
 
 def _check_target(record: ScanRecord, *, repo_id: str, sha: str) -> None:

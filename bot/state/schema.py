@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from bot.scan_record import ScanRecord
-from bot.errors import StoreError
+from bot.errors import SkipReason, StoreError
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "skips carry their SkipReason code in a column of its own",
+        """
+        ALTER TABLE skips ADD COLUMN code TEXT NOT NULL DEFAULT '';
+        UPDATE skips SET code = CASE WHEN instr(reason, ':') > 0
+                                     THEN trim(substr(reason, 1, instr(reason, ':') - 1)) ELSE '' END
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -167,8 +176,16 @@ class ScanRow:
 class SkipRow:
     repo_id: str
     sha: str
-    reason: str
+    reason: str          # code and detail, as shown to people
     created_at: float
+    code: str            # a SkipReason value ("" for a reason older than the code column that named none)
+
+    @property
+    def skip_reason(self) -> SkipReason | None:
+        try:
+            return SkipReason(self.code)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)

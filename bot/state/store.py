@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.errors import StoreError
+from bot.errors import SkipRepo, StoreError
 
 from .schema import Job, JobStatus, PostRow, RepoRow, ScanRow, SkipRow, ThreadRow, migrate
 
@@ -248,9 +248,10 @@ class Store:
             )
             return cursor.rowcount == 1
 
-    def skip(self, job_id: int, *, reason: str) -> None:
+    def skip(self, job_id: int, skip: SkipRepo) -> None:
         """Marks the job skipped and records the skip for its (repo_id, sha)."""
         now = time.time()
+        reason = skip.reason
         with self._write("skip a job") as conn:
             row = conn.execute(
                 "UPDATE jobs SET status = 'skipped', last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
@@ -259,7 +260,7 @@ class Store:
             ).fetchone()
             if row is None:
                 raise StoreError(f"no job {job_id} in {self.path}")
-            self._insert_skip(conn, row["repo_id"], row["sha"], reason, now)
+            self._insert_skip(conn, row["repo_id"], row["sha"], skip, now)
 
     def get_job(self, job_id: int) -> Job | None:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -302,17 +303,17 @@ class Store:
     def all_scans(self) -> list[ScanRow]:
         return [_row(ScanRow, row) for row in self._read("SELECT * FROM scans ORDER BY created_at, rowid")]
 
-    def record_skip(self, *, repo_id: str, sha: str, reason: str) -> None:
+    def record_skip(self, *, repo_id: str, sha: str, skip: SkipRepo) -> None:
         """Records why (repo_id, sha) is not scanned; a later call for the same pair replaces the reason."""
         with self._write("record a skip") as conn:
-            self._insert_skip(conn, repo_id, sha, reason, time.time())
+            self._insert_skip(conn, repo_id, sha, skip, time.time())
 
     @staticmethod
-    def _insert_skip(conn: sqlite3.Connection, repo_id: str, sha: str, reason: str, now: float) -> None:
+    def _insert_skip(conn: sqlite3.Connection, repo_id: str, sha: str, skip: SkipRepo, now: float) -> None:
         conn.execute(
-            "INSERT INTO skips (repo_id, sha, reason, created_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (repo_id, sha) DO UPDATE SET reason = excluded.reason",
-            (repo_id, sha, reason, now),
+            "INSERT INTO skips (repo_id, sha, code, reason, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (repo_id, sha) DO UPDATE SET code = excluded.code, reason = excluded.reason",
+            (repo_id, sha, skip.code.value, skip.reason, now),
         )
 
     def skips(self) -> list[SkipRow]:
@@ -384,6 +385,12 @@ class Store:
 
     def is_opted_out(self, repo_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM opt_outs WHERE repo_id = ?", (repo_id,)))
+
+    def repos_posted_in(self) -> list[str]:
+        """Every repo where the bot has a thread, a post or a badge PR: where mentions are polled for."""
+        rows = self._read("SELECT repo_id FROM threads UNION SELECT repo_id FROM posts"
+                          " UNION SELECT repo_id FROM badge_prs ORDER BY repo_id")
+        return [row["repo_id"] for row in rows]
 
     def mark_event_seen(self, event_id: str) -> bool:
         """True the first time an event id is seen, False ever after (handle each mention once)."""

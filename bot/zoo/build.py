@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from bot.errors import ZooError
 from bot.zoo.architectures import ARCHITECTURES, build_model
-from bot.zoo.catalog import DONE_FILE, RECIPE_FILE, ZooModel, anchor_name, load_zoo_model, model_dir
+from bot.zoo.catalog import DONE_FILE, PARTIAL_SUFFIX, RECIPE_FILE, ZooModel, anchor_name, load_zoo_model, model_dir
 from bot.zoo.recipes import Recipe, base_recipe
 
 def _siglip_corpus(seed: int) -> list[str]:
@@ -63,7 +63,7 @@ def load_trained(path: Path, family: str):
 def _save(model, recipe: Recipe, out: Path, *, tokenizer_files: Path | None, metrics: dict) -> None:
     from bot.encoders.export import save_checkpoint
 
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(out.name + PARTIAL_SUFFIX)
     shutil.rmtree(tmp, ignore_errors=True)
     fmt = "transformers-siglip" if recipe.family == "siglip" else "transformers-clip"
     base = None if recipe.kind == "base" else anchor_name(recipe)

@@ -17,6 +17,7 @@ ZOO_NAMESPACE = "clip-audit-zoo"
 COMMUNITY_NAMESPACE = "zoo-community"
 DONE_FILE = "metrics.json"
 RECIPE_FILE = "recipe.json"
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ def built_models(cache_dir: Path) -> list[ZooModel]:
     """Every finished model under CACHE/zoo, in directory-name order."""
     models = []
     for done in sorted((Path(cache_dir) / "zoo").glob(f"*/{DONE_FILE}")):
+        # A build writes metrics.json inside <name>.partial before renaming it into place: not finished yet.
+        if done.parent.name.endswith(PARTIAL_SUFFIX) or not (done.parent / RECIPE_FILE).is_file():
+            continue
         data = json.loads((done.parent / RECIPE_FILE).read_text())
         data["base"] = BaseRecipe(**data["base"])
         models.append(ZooModel(recipe=Recipe(**data), path=done.parent, metrics=json.loads(done.read_text())))
