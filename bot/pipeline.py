@@ -36,7 +36,7 @@ class JobHandler:
                                    verdict=record.verdict.value)
         outcome = self.publisher.publish(record, repo_id=job.repo_id, sha=job.sha,
                                          requested=job.requested_by is not None, discussion_num=job.discussion_num)
-        logger.info("%s@%s: %s -> %s", job.repo_id, job.sha[:12], record.verdict.value, outcome.action)
+        logger.info("%s@%s: %s -> %s", job.repo_id, job.sha[:12], record.verdict.value, outcome.action.value)
 
     def _scan(self, job: Job) -> ScanRecord:
         s = self.settings

@@ -7,15 +7,15 @@ namespace only. The bot never answers its own comments.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 from bot.errors import HubAuthError, HubNotFoundError, SkipReason, SkipRepo
 from bot.hub.client import HubClient
 from bot.mentions.commands import Command, parse_command
 from bot.mentions.events import MentionEvent
-from bot.publish.poster import PostOutcome, Publisher
+from bot.publish.poster import PostAction, PostOutcome, Publisher
 from bot.publish.render import AckKind, render_ack, render_help
 from bot.scan_record import ScanRecord
 from bot.state.schema import JobStatus
@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 MENTION_REASON = "mention"
 DEFAULT_REVISION = "main"
 
-DispatchAction = Literal["ignored", "answered", "posted-result"]
+class DispatchAction(str, enum.Enum):
+    IGNORED = "ignored"              # not a command for the bot, already handled, or not visible to it
+    ANSWERED = "answered"            # an acknowledgement or help was posted where it was asked
+    POSTED_RESULT = "posted-result"  # the commit was already scanned: its result was posted
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class MentionDispatcher:
     def handle_new(self, event: MentionEvent) -> DispatchOutcome:
         """Handles `event` unless its comment was already handled (by any source): for webhook deliveries."""
         if not self.store.mark_event_seen(event.event_id):
-            return DispatchOutcome("ignored", detail="already handled")
+            return DispatchOutcome(DispatchAction.IGNORED, detail="already handled")
         return self.handle(event)
 
     def handle(self, event: MentionEvent) -> DispatchOutcome:
@@ -64,12 +67,12 @@ class MentionDispatcher:
         """
         comment = self._comment(event)
         if comment is None:
-            return DispatchOutcome("ignored", detail="comment not found, hidden, or not a comment")
+            return DispatchOutcome(DispatchAction.IGNORED, detail="comment not found, hidden, or not a comment")
         if comment.author.lower() == self.bot_name.lower():
-            return DispatchOutcome("ignored", detail="the bot's own comment")
+            return DispatchOutcome(DispatchAction.IGNORED, detail="the bot's own comment")
         command = parse_command(comment.text, bot_name=self.bot_name)
         if command is None:
-            return DispatchOutcome("ignored", detail="no command addressed to the bot")
+            return DispatchOutcome(DispatchAction.IGNORED, detail="no command addressed to the bot")
         logger.info("%s asked %s on %s#%d", comment.author, command.kind, event.repo_id, event.discussion_num)
         if command.kind == "scan":
             return self._scan(event, comment, command)
@@ -79,7 +82,7 @@ class MentionDispatcher:
             return self._opt(event, comment, command)
         body = render_help(repo_id=event.repo_id, bot_name=self.bot_name, requester=comment.author,
                            problems_url=self.publisher.problems_url)  # fmt: skip
-        return DispatchOutcome("answered", command, "help", self._post(event, body, "help"))
+        return DispatchOutcome(DispatchAction.ANSWERED, command, "help", self._post(event, body, "help"))
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -90,7 +93,7 @@ class MentionDispatcher:
         except SkipRepo as skip:
             if skip.code is SkipReason.REVISION_GONE:
                 return self._ack(event, comment, command, "revision-not-found", revision=revision)
-            return DispatchOutcome("ignored", command, "repo not visible to the bot")
+            return DispatchOutcome(DispatchAction.IGNORED, command, "repo not visible to the bot")
         if sha is None:
             return self._ack(event, comment, command, "revision-not-found", revision=revision)
         asked = command.revision
@@ -99,10 +102,10 @@ class MentionDispatcher:
             record = ScanRecord.from_json(scan.record_json)
             post = self.publisher.publish(record, repo_id=event.repo_id, sha=sha, requested=True,
                                           discussion_num=event.discussion_num)  # fmt: skip
-            if post.action == "skipped-duplicate":
+            if post.action is PostAction.SKIPPED_DUPLICATE:
                 elsewhere = post.discussion_num if post.discussion_num != event.discussion_num else None
                 return self._ack(event, comment, command, "already-reported", sha=sha, existing_num=elsewhere)
-            return DispatchOutcome("posted-result", command, post.action, post)
+            return DispatchOutcome(DispatchAction.POSTED_RESULT, command, post.action, post)
         job = self.store.enqueue(repo_id=event.repo_id, sha=sha, reason=MENTION_REASON, requested_by=comment.author,
                                  discussion_num=event.discussion_num, revision=revision)  # fmt: skip
         if job is not None:
@@ -121,7 +124,7 @@ class MentionDispatcher:
         try:
             head = self.api.model_info(event.repo_id).sha
         except SkipRepo:
-            return DispatchOutcome("ignored", command, "repo not visible to the bot")
+            return DispatchOutcome(DispatchAction.IGNORED, command, "repo not visible to the bot")
         scan = self.store.get_scan(event.repo_id, head) if head else None
         if scan is None or head is None:
             return self._ack(event, comment, command, "badge-needs-scan")
@@ -162,7 +165,7 @@ class MentionDispatcher:
         body = render_ack(kind, repo_id=event.repo_id, bot_name=self.bot_name, requester=comment.author,
                           revision=revision, sha=sha, pr_num=pr_num, existing_num=existing_num,
                           reason=reason, problems_url=self.publisher.problems_url)  # fmt: skip
-        return DispatchOutcome("answered", command, kind, self._post(event, body, kind))
+        return DispatchOutcome(DispatchAction.ANSWERED, command, kind, self._post(event, body, kind))
 
     def _post(self, event: MentionEvent, body: str, label: str) -> PostOutcome:
         return self.publisher.post_comment(repo_id=event.repo_id, discussion_num=event.discussion_num, body=body,

@@ -9,11 +9,11 @@ right before posting (the store may be fresh while the Hub already has the post)
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from bot.errors import DiscussionsDisabledError
 from bot.hub.client import HubClient, HubThread
@@ -28,6 +28,7 @@ from bot.publish.render import (
     scanned_commit_marker,
 )
 from bot.scan_record import ScanRecord, Verdict
+from bot.state.schema import ThreadStatus
 from bot.state.store import Store
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,17 @@ BADGE_PR_TITLE = "Add clip-audit scan badge to the README"
 REPORT_KIND = "report"
 FINDINGS = frozenset({Verdict.BACKDOOR, Verdict.NATURAL_ONLY})
 
-PostAction = Literal[
-    "created-thread", "commented", "skipped-clean", "skipped-closed", "skipped-opted-out", "skipped-duplicate",
-    "skipped-disabled", "dry-run",
-]  # fmt: skip
+class PostAction(str, enum.Enum):
+    """What publishing did; `PostOutcome.detail` says why for the skips."""
+
+    CREATED_THREAD = "created-thread"
+    COMMENTED = "commented"
+    SKIPPED_CLEAN = "skipped-clean"          # a clean or inconclusive result is given on request only
+    SKIPPED_CLOSED = "skipped-closed"        # the bot's thread was closed: never reopened
+    SKIPPED_OPTED_OUT = "skipped-opted-out"
+    SKIPPED_DUPLICATE = "skipped-duplicate"  # that commit is already reported there
+    SKIPPED_DISABLED = "skipped-disabled"    # the owner turned discussions off
+    DRY_RUN = "dry-run"
 
 
 @dataclass(frozen=True)
@@ -105,12 +113,12 @@ class Publisher:
         request_num = discussion_num if requested else None
         kind = REPORT_KIND if request_num is None else reply_kind(request_num)
         if self.store.has_post(repo_id, sha, kind):
-            return PostOutcome("skipped-duplicate", discussion_num, detail=f"{kind} for {sha} already posted")
+            return PostOutcome(PostAction.SKIPPED_DUPLICATE, discussion_num, detail=f"{kind} for {sha} already posted")
         if not requested:
             if self.store.is_opted_out(repo_id):
-                return PostOutcome("skipped-opted-out", detail="the owner opted out of unprompted posts")
+                return PostOutcome(PostAction.SKIPPED_OPTED_OUT, detail="the owner opted out of unprompted posts")
             if not self._worth_posting_unprompted(record.verdict):
-                return PostOutcome("skipped-clean", detail=f"verdict {record.verdict.value} is only given on request")
+                return PostOutcome(PostAction.SKIPPED_CLEAN, detail=f"verdict {record.verdict.value} is only given on request")
         if self.dry_run:
             return self._dry_run_result(record, repo_id=repo_id, sha=sha, kind=kind, discussion_num=discussion_num)
         try:
@@ -119,7 +127,7 @@ class Publisher:
             return self._post_in_bot_thread(record, repo_id=repo_id, sha=sha)
         except DiscussionsDisabledError:
             logger.info("not posting on %s: discussions are disabled", repo_id)
-            return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled on this repo")
+            return PostOutcome(PostAction.SKIPPED_DISABLED, discussion_num, detail="discussions are disabled on this repo")
 
     def _worth_posting_unprompted(self, verdict: Verdict) -> bool:
         if verdict in FINDINGS:
@@ -133,14 +141,14 @@ class Publisher:
             return self._closed(repo_id, thread.num)
         if thread is None:
             if self.store.has_post(repo_id, sha, REPORT_KIND):
-                return PostOutcome("skipped-duplicate", detail=f"report for {sha} already posted")
+                return PostOutcome(PostAction.SKIPPED_DUPLICATE, detail=f"report for {sha} already posted")
             body = self._render_report(record, repo_id=repo_id, sha=sha)
             created, opening = self.api.create_discussion(repo_id, title=THREAD_TITLE, body=body)
             self.store.record_thread(repo_id=repo_id, discussion_num=created.num)
             self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=created.num, comment_id=opening,
                                    kind=REPORT_KIND)  # fmt: skip
             logger.info("opened %s on %s for %s", created.url, repo_id, sha[:12])
-            return PostOutcome("created-thread", created.num, created.url)
+            return PostOutcome(PostAction.CREATED_THREAD, created.num, created.url)
         details = self.api.discussion_details(repo_id, thread.num)
         if not details.is_open:
             return self._closed(repo_id, thread.num)
@@ -159,15 +167,15 @@ class Publisher:
         if existing is not None:
             self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=details.num, comment_id=existing,
                                    kind=kind)  # fmt: skip
-            return PostOutcome("skipped-duplicate", details.num, f"{details.url}#{existing}",
+            return PostOutcome(PostAction.SKIPPED_DUPLICATE, details.num, f"{details.url}#{existing}",
                                detail=f"{sha} is already reported in this thread")  # fmt: skip
         if self.store.has_post(repo_id, sha, kind):
-            return PostOutcome("skipped-duplicate", details.num, detail=f"{kind} for {sha} already posted")
+            return PostOutcome(PostAction.SKIPPED_DUPLICATE, details.num, detail=f"{kind} for {sha} already posted")
         comment = self.api.comment(repo_id, details.num, body)
         if not self.store.record_post(repo_id=repo_id, sha=sha, discussion_num=details.num, comment_id=comment.id,
                                       kind=kind):  # fmt: skip
             logger.warning("another worker also posted %s for %s@%s", kind, repo_id, sha[:12])
-        return PostOutcome("commented", details.num, f"{details.url}#{comment.id}")
+        return PostOutcome(PostAction.COMMENTED, details.num, f"{details.url}#{comment.id}")
 
     def _posted_comment(self, details: HubThread, sha: str) -> str | None:
         """The id of the bot's comment in this thread that already reports `sha`, if any."""
@@ -181,7 +189,7 @@ class Publisher:
         """The bot's thread on the repo: from the store, else looked up on the Hub (author + title)."""
         row = self.store.get_thread(repo_id)
         if row is not None:
-            return _Thread(row.discussion_num, row.status == "open")
+            return _Thread(row.discussion_num, row.status is ThreadStatus.OPEN)
         found = [
             discussion
             for discussion in self.api.discussions(repo_id, author=self.bot_name, kind="discussion")
@@ -198,7 +206,7 @@ class Publisher:
     def _closed(self, repo_id: str, num: int) -> PostOutcome:
         self.store.mark_thread_closed(repo_id)
         logger.info("not posting on %s: the bot's thread #%d was closed", repo_id, num)
-        return PostOutcome("skipped-closed", num, detail=f"thread #{num} was closed; the bot does not reopen it")
+        return PostOutcome(PostAction.SKIPPED_CLOSED, num, detail=f"thread #{num} was closed; the bot does not reopen it")
 
     def _render_report(self, record: ScanRecord, *, repo_id: str, sha: str) -> str:
         return render_report(record, repo_id=repo_id, sha=sha, bot_name=self.bot_name,
@@ -225,12 +233,12 @@ class Publisher:
         if self.dry_run:
             header = {"repo": repo_id, "would-post": f"comment in discussion #{discussion_num}"}
             path = self._write_outbox(repo_id, f"{_file_safe(label)}.md", header=header, body=body)
-            return PostOutcome("dry-run", discussion_num, str(path))
+            return PostOutcome(PostAction.DRY_RUN, discussion_num, str(path))
         try:
             comment = self.api.comment(repo_id, discussion_num, body)
         except DiscussionsDisabledError:
-            return PostOutcome("skipped-disabled", discussion_num, detail="discussions are disabled on this repo")
-        return PostOutcome("commented", discussion_num, self.api.comment_url(repo_id, discussion_num, comment.id))
+            return PostOutcome(PostAction.SKIPPED_DISABLED, discussion_num, detail="discussions are disabled on this repo")
+        return PostOutcome(PostAction.COMMENTED, discussion_num, self.api.comment_url(repo_id, discussion_num, comment.id))
 
     # -- dry run ----------------------------------------------------------------------------------------
 
@@ -243,8 +251,8 @@ class Publisher:
             body = self._render_report(record, repo_id=repo_id, sha=sha)
         else:
             row = self.store.get_thread(repo_id)
-            if row is not None and row.status != "open":
-                return PostOutcome("skipped-closed", row.discussion_num, detail="the bot's thread was closed")
+            if row is not None and row.status is not ThreadStatus.OPEN:
+                return PostOutcome(PostAction.SKIPPED_CLOSED, row.discussion_num, detail="the bot's thread was closed")
             if row is None:
                 where = f"new discussion titled {THREAD_TITLE!r}"
                 body = self._render_report(record, repo_id=repo_id, sha=sha)
@@ -254,7 +262,7 @@ class Publisher:
                 body = self._render_revision(record, repo_id=repo_id, sha=sha)
         header = {"repo": repo_id, "sha": sha, "kind": kind, "would-post": where}
         path = self._write_outbox(repo_id, f"{sha}-{kind}.md", header=header, body=body)
-        return PostOutcome("dry-run", discussion_num, str(path), detail=f"would post: {where}")
+        return PostOutcome(PostAction.DRY_RUN, discussion_num, str(path), detail=f"would post: {where}")
 
     def _write_outbox(self, repo_id: str, name: str, *, header: dict[str, str], body: str) -> Path:
         folder = self.outbox_dir / repo_id.replace("/", "__")

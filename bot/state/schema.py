@@ -188,12 +188,20 @@ class SkipRow:
             return None
 
 
+class ThreadStatus(str, enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"  # someone closed the bot's thread: it is never reopened
+
+
 @dataclass(frozen=True)
 class ThreadRow:
     repo_id: str
     discussion_num: int
-    status: str  # "open" | "closed"
+    status: ThreadStatus
     created_at: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", ThreadStatus(self.status))
 
 
 @dataclass(frozen=True)
