@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY templates ./templates
+COPY hub_emulator ./hub_emulator
 RUN pip install --no-cache-dir -e .
 
 # The bot never needs root; it keeps state and downloads under /data.

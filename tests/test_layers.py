@@ -38,8 +38,8 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = {_module_name(path): path for path in BOT.rglob("*.py")}
+def _graph(root: Path = BOT) -> dict[str, set[str]]:
+    modules = {_module_name(path): path for path in root.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         for module, names in _imports(path):
@@ -88,8 +88,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return components
 
 
-def test_bot_has_no_import_cycles():
-    assert _cycles(_graph()) == []
+@pytest.mark.parametrize("package", ["bot", "hub_emulator"])
+def test_no_import_cycles(package: str):
+    assert _cycles(_graph(REPO / package)) == []
 
 
 def test_cycle_finder_finds_a_cycle():

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.cli.parser import subcommands
-from bot.formats import FAMILIES
-from bot.settings import CACHE_ROOT
+from bot.cli.parser import add_zoo_options, subcommands
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks (results go to docs/)")
     bsub = subcommands(p, "bench_command")
     d = bsub.add_parser("detect", help="detector precision/recall/F1/FPR and time on the zoo")
-    d.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    add_zoo_options(d)
     d.add_argument("--calibration-seeds", type=int, default=3, help="seeds used to fit thresholds (default 3)")
     d.add_argument("--report-seeds", type=int, default=10, help="seeds reported on (default 10: 20 backdoored, 20 benign)")
-    d.add_argument("--base-steps", type=int, default=400)
-    d.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help=f"zoo root (default {CACHE_ROOT})")
     d.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     d.add_argument("--write-thresholds", action="store_true",
                    help="store the calibrated thresholds in bot/detect/calibrated_thresholds.json")

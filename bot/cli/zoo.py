@@ -5,21 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bot.cli.parser import subcommands
+from bot.cli.parser import add_zoo_options, subcommands
 from bot.errors import EXIT_CLEAN, EXIT_ERROR, UsageError
 from bot.settings import CACHE_ROOT
-from bot.formats import FAMILIES
 
 
 def register(sub) -> None:
     p = sub.add_parser("zoo", help="build the zoo of tiny trained CLIP-family models")
     zsub = subcommands(p, "zoo_command")
     b = zsub.add_parser("build", help="build (or reuse) zoo models under CACHE/zoo")
-    b.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    add_zoo_options(b)
     b.add_argument("--per-kind", type=int, default=1, help="backdoored models per attack and 2x benign (default 1)")
-    b.add_argument("--seed-offset", type=int, default=0)
-    b.add_argument("--base-steps", type=int, default=400, help="pretraining steps per base (default 400)")
-    b.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help=f"zoo root (default {CACHE_ROOT})")
+    b.add_argument("--seed-offset", type=int, default=0, help="derived models take seeds from SEED_OFFSET+1 on (default 0)")
     b.set_defaults(func=_cmd_build)
     ls = zsub.add_parser("list", help="list built zoo models")
     ls.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help=f"zoo root (default {CACHE_ROOT})")
