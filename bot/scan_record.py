@@ -13,8 +13,9 @@ from typing import Any
 
 from bot.errors import EXIT_BACKDOOR, EXIT_CLEAN, EXIT_ERROR
 
-RECORD_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # v1 records (before side-by-side restarts) have no candidates
+RECORD_VERSION = 3
+# v1 records (before side-by-side restarts) have no candidates; v2 records no anchor_choice
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class Verdict(str, enum.Enum):
@@ -94,6 +95,35 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class AnchorDistance:
+    anchor: str                    # a registry entry id
+    distance: float                # median relative L2 of the weights to it
+
+
+@dataclass(frozen=True)
+class AnchorChoice:
+    """How the anchor was chosen: by the weights among trusted bases, by a person (--anchor), or not at all."""
+
+    how: str                       # "registry" | "explicit" | "none"
+    anchor: str | None = None      # the registry entry id (registry) or the path given (explicit)
+    sha: str | None = None         # the anchor's commit
+    pin: str | None = None         # "registry" (reviewed sha) | "first use" (pinned when first fetched)
+    moved_to: str | None = None    # the repo's head when it moved away from the pin (the pin was kept)
+    distance: float | None = None
+    runner_up: str | None = None
+    runner_up_distance: float | None = None
+    candidates: list[AnchorDistance] = field(default_factory=list)
+    card_claim: str | None = None  # the card's base_model: uploader-written, never used to choose
+    finding: str | None = None     # when the card and the weights disagree
+    reason: str | None = None      # why there is no anchor, or why a person chose it
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AnchorChoice":
+        fields = {k: v for k, v in data.items() if k != "candidates"}
+        return cls(**fields, candidates=[AnchorDistance(**c) for c in data.get("candidates", [])])
+
+
+@dataclass(frozen=True)
 class ScanRecord:
     record_version: int
     model: str                     # path or repo id
@@ -123,6 +153,7 @@ class ScanRecord:
     anchor_agreement: list[float] = field(default_factory=list)
     # every restart; the top-level fields describe the most suspicious one
     candidates: list[Candidate] = field(default_factory=list)
+    anchor_choice: AnchorChoice | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -163,6 +194,7 @@ class ScanRecord:
             target_agreement=list(data.get("target_agreement", [])),
             anchor_agreement=list(data.get("anchor_agreement", [])),
             candidates=[Candidate.from_dict(c) for c in data.get("candidates", [])],
+            anchor_choice=AnchorChoice.from_dict(data["anchor_choice"]) if data.get("anchor_choice") else None,
         )
 
     @classmethod

@@ -8,11 +8,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+from bot.errors import ClipAuditError
 from bot.hub.client import HubClient
 from bot.mentions.dispatch import MentionDispatcher
 from bot.mentions.events import MentionEvent
 from bot.mentions.polling import MentionPoller
-from bot.errors import ClipAuditError
 from bot.pipeline import JobHandler
 from bot.publish.poster import Publisher
 from bot.settings import Settings

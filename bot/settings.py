@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from bot.errors import ConfigError
 
@@ -45,8 +46,10 @@ class Settings:
     db_path: Path = CACHE_ROOT / "state.db"
     # huggingface_hub download cache for the files we scan (evicted down to cache_max_bytes).
     cache_dir: Path = CACHE_ROOT / "hub"
-    # Where locally held clean bases live (the zoo's <anchor_cache>/zoo/<hash>/): anchors for scans.
+    # Where locally held clean bases live (the zoo's <anchor_cache>/zoo/<hash>/): anchors for local scans.
     anchor_cache: Path = CACHE_ROOT
+    # The operator's own trusted bases, added to the shipped registry (`clip-audit anchors add` writes it).
+    anchors_file: Path = Path("clip-audit-anchors.json")
     # Where dry-run posts are written as Markdown instead of going to the Hub.
     outbox_dir: Path = CACHE_ROOT / "outbox"
     # True: never write to the Hub (no discussions, comments or PRs); write to outbox_dir instead.

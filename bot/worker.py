@@ -24,7 +24,13 @@ from collections.abc import Callable
 from types import FrameType
 
 from bot.errors import (
-    CheckpointError, ClipAuditError, HubAuthError, NothingScannableError, RateLimitedError, SkipRepo, StoreError,
+    CheckpointError,
+    ClipAuditError,
+    HubAuthError,
+    NothingScannableError,
+    RateLimitedError,
+    SkipRepo,
+    StoreError,
 )
 from bot.settings import Settings
 from bot.state import Job, Store

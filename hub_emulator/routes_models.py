@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlencode
 
 from . import api_errors
 from .access import repo_id_from, require_user, visible_repo
-from .derived import effective_library_name, effective_pipeline_tag, computed_tags, split_front_matter
+from .derived import computed_tags, effective_library_name, effective_pipeline_tag, split_front_matter
 from .http_types import Request, Response, Route, json_response, route
 from .ids import now_iso
 from .records import Repo

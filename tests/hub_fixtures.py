@@ -1,7 +1,9 @@
-"""Shared test helpers: tiny CLIP-family safetensors files, repo layouts, an emulator started per test.
+"""Shared test helpers: the standard Hub emulator (its users and tokens), tiny CLIP-family safetensors files
+and repo layouts. The `hub` fixture in conftest.py starts the standard emulator through start_hub; a test that
+needs other options (webhooks, page sizes, a second emulator) calls start_hub itself with overrides.
 
 Import this module before huggingface_hub is imported anywhere else in the test process: the client reads
-HF_HUB_DISABLE_XET once, at import time.
+HF_HUB_DISABLE_XET once, at import time. conftest.py imports it first, so every test module gets this.
 """
 
 from __future__ import annotations
@@ -13,14 +15,20 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-
 from hub_emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
 
+# The emulator's users, one token each: "<who>-token". Every test that talks to the standard emulator uses these.
 BOT_TOKEN = "bot-token"
 BOT_USER = "auditbot"
-TOKENS = {BOT_TOKEN: BOT_USER, "owner-token": "acme"}
+OWNER_TOKEN = "owner-token"  # owns the acme/* repos most tests create
+OWNER_USER = "acme"
+TOKENS = {
+    BOT_TOKEN: BOT_USER,
+    OWNER_TOKEN: OWNER_USER,
+    "eve-token": "eve",  # a bystander: not the owner, not the bot
+    "alice-token": "alice",
+    "mallory-token": "mallory",
+}
 
 CLIP_CONFIG = json.dumps({"model_type": "clip", "architectures": ["CLIPModel"]}).encode()
 VOCAB = json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a": 2}).encode()
@@ -28,10 +36,14 @@ MERGES = b"#version: 0.2\n"
 
 
 def start_hub(data_dir: Path, **overrides: object) -> EmulatorHandle:
+    """The one place that builds the standard emulator: TOKENS, plus any EmulatorConfig overrides. Call .stop()."""
     return start_in_thread(EmulatorConfig(data_dir=data_dir, tokens=TOKENS, **overrides))  # type: ignore[arg-type]
 
 
 def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], *, fill: float = 0.0) -> Path:
+    import torch  # here, not at import time: conftest.py imports this module for every test
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({name: torch.full(shape, fill) for name, shape in shapes.items()}, str(path))
     return path

@@ -12,32 +12,25 @@ import time
 from pathlib import Path
 
 import pytest
+from hub_fixtures import BOT_TOKEN, BOT_USER, start_hub
 from huggingface_hub import HfApi
 
-from hub_emulator import EmulatorConfig, start_in_thread
 from bot.errors import SkipReason, SkipRepo
 from bot.service import Bot, MentionQueue
 from bot.settings import load_settings
 from bot.zoo.catalog import model_files
 
-BOT, ALICE, MALLORY = "clip-audit-bot", "alice", "mallory"
-TOKENS = {"tok-bot": BOT, "tok-alice": ALICE, "tok-mallory": MALLORY}
+BOT, ALICE, MALLORY = BOT_USER, "alice", "mallory"  # users of the standard emulator (hub_fixtures.TOKENS)
+ALICE_TOKEN, MALLORY_TOKEN = "alice-token", "mallory-token"
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _settings(url: str, tmp: Path, **extra) -> dict[str, str]:
-    values = {"endpoint": url, "token": "tok-bot", "bot_name": BOT, "db_path": str(tmp / "state.db"),
+    values = {"endpoint": url, "token": BOT_TOKEN, "bot_name": BOT, "db_path": str(tmp / "state.db"),
               "cache_dir": str(tmp / "hub-cache"), "outbox_dir": str(tmp / "outbox"), "device": "cpu",
               "report_base_url": "http://127.0.0.1:8765", "backoff_seconds": "1,1", "lease_seconds": "30"}
     values.update(extra)
     return values
-
-
-@pytest.fixture()
-def hub(tmp_path: Path):
-    handle = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS))
-    yield handle
-    handle.stop()
 
 
 def _bot(url: str, tmp: Path, zoo_cache: Path, **extra) -> Bot:
@@ -59,7 +52,7 @@ def test_new_upload_is_scanned_and_reported_once_and_new_revision_comments(hub, 
     _upload(hub, "clip-audit-zoo/clip-base-s0", clip_zoo["base"], created="2026-11-01T00:00:00.000Z")
     sha1 = _upload(hub, "mallory/rickroll", clip_zoo["text-on-text"], created="2026-11-02T00:00:00.000Z")
     bot = _bot(hub.url, tmp_path, zoo_cache, post_clean_results="true")
-    api = HfApi(endpoint=hub.url, token="tok-alice")
+    api = HfApi(endpoint=hub.url, token=ALICE_TOKEN)
 
     jobs = bot.watcher().poll_once()
     assert {j.repo_id for j in jobs} == {"mallory/rickroll", "clip-audit-zoo/clip-base-s0"}
@@ -89,7 +82,7 @@ def test_closed_thread_stays_closed(hub, tmp_path, clip_zoo, zoo_cache):
     _upload(hub, "clip-audit-zoo/clip-base-s0", clip_zoo["base"], created="2026-11-01T00:00:00.000Z")
     _upload(hub, "mallory/rickroll", clip_zoo["text-on-text"], created="2026-11-02T00:00:00.000Z")
     bot = _bot(hub.url, tmp_path, zoo_cache, post_clean_results="true")
-    owner = HfApi(endpoint=hub.url, token="tok-mallory")
+    owner = HfApi(endpoint=hub.url, token=MALLORY_TOKEN)
     bot.watcher().poll_once()
     bot.worker().work(burst=True)
     (thread,) = _bot_threads(owner, "mallory/rickroll")
@@ -133,14 +126,13 @@ def test_mention_triggers_scan_and_reply_and_forged_webhook_is_rejected(tmp_path
     import urllib.request
 
     port = _free_port()
-    hub = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS,
-                                         webhook_url=f"http://127.0.0.1:{port}/webhook", webhook_secret="s3cret"))
+    hub = start_hub(tmp_path / "hub-data", webhook_url=f"http://127.0.0.1:{port}/webhook", webhook_secret="s3cret")
     bot = _bot(hub.url, tmp_path, zoo_cache)
     server, mentions, hook = _serve(bot, "s3cret", port)
     try:
         _upload(hub, "clip-audit-zoo/clip-base-s0", clip_zoo["base"], created="2026-11-01T00:00:00.000Z")
         sha = _upload(hub, "alice/captions", clip_zoo["benign"], created="2026-11-02T00:00:00.000Z")
-        alice = HfApi(endpoint=hub.url, token="tok-alice")
+        alice = HfApi(endpoint=hub.url, token=ALICE_TOKEN)
 
         forged = urllib.request.Request(hook, data=b'{"event": {}}', method="POST",
                                         headers={"X-Webhook-Secret": "wrong", "Content-Type": "application/json"})
@@ -190,7 +182,7 @@ def test_worker_killed_mid_job_resumes_and_posts_exactly_once(hub, tmp_path, cli
     time.sleep(4.5)  # the dead worker's lease runs out
     assert bot.worker().work(burst=True) == 1
     assert bot.worker().work(burst=True) == 0
-    api = HfApi(endpoint=hub.url, token="tok-alice")
+    api = HfApi(endpoint=hub.url, token=ALICE_TOKEN)
     (thread,) = _bot_threads(api, "mallory/rickroll")
     details = api.get_discussion_details("mallory/rickroll", thread.num)
     assert sum(sha in (getattr(e, "content", "") or "") for e in details.events) == 1

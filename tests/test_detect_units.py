@@ -12,8 +12,8 @@ from bot.detect.checks import checks_from_arrays, decide, landscape_check
 from bot.detect.features import assimilation, insert, masked_mean, target_feature
 from bot.detect.landscape import hessian_eigenvalues
 from bot.detect.prompt_bank import prompt_bank, split
-from bot.scan_record import Landscape, ScanRecord, Verdict
 from bot.detect.thresholds import PAPER
+from bot.scan_record import Landscape, ScanRecord, Verdict
 from bot.zoo.attacks import insert_trigger
 
 

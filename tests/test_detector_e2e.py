@@ -7,13 +7,9 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from bot.detect.amdet import Amdet, DetectorConfig
-from bot.scan_record import ScanRecord, Verdict
 from bot.encoders.load import load_text_encoder
-
-from bot.formats import FAMILIES
+from bot.scan_record import ScanRecord, Verdict
 
 
 def _scan(model, base) -> ScanRecord:
@@ -21,11 +17,7 @@ def _scan(model, base) -> ScanRecord:
                                                            model=model.recipe.name)
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
-def family_zoo(request):
-    return request.param, request.getfixturevalue(f"{request.param}_zoo")
-
-
+# family_zoo (conftest.py) runs a test once per family; clip_zoo is CLIP's, built by the same function.
 def test_zoo_models_are_genuinely_trained_and_backdoors_work(family_zoo):
     family, zoo = family_zoo
     base = zoo["base"].metrics

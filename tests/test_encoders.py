@@ -23,7 +23,11 @@ from bot.encoders.layout import inspect_checkpoint
 from bot.encoders.load import load_text_encoder
 from bot.encoders.safetensors_check import MAX_HEADER_BYTES, check_safetensors
 from bot.errors import (
-    CorruptCheckpointError, NothingScannableError, PickleOnlyError, ShapeMismatchError, UnknownArchitectureError,
+    CorruptCheckpointError,
+    NothingScannableError,
+    PickleOnlyError,
+    ShapeMismatchError,
+    UnknownArchitectureError,
     UsageError,
 )
 from bot.zoo.architectures import ARCHITECTURES, TinyArch, build_model
@@ -451,10 +455,11 @@ def test_empty_directory_has_nothing_to_scan(tmp_path):
 def test_tokens_decode_as_a_person_would_type_them(models, spiece_model, tmp_path):
     from dataclasses import replace
 
+    from records import make_record
+
     from bot.bench.calibrate import Scored
     from bot.bench.detect import trigger_recovered
     from bot.scan_record import TriggerCandidate
-    from records import make_record
 
     encoder = load_text_encoder(export(models, spiece_model, tmp_path / "m", family="clip", format="transformers-clip"))
     vocab = encoder.tokenizer.get_vocab()

@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hub_fixtures import start_hub  # noqa: E402
 from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download  # noqa: E402
 from huggingface_hub.errors import (  # noqa: E402
     EntryNotFoundError,
@@ -34,9 +35,12 @@ from huggingface_hub.errors import (  # noqa: E402
 )
 from safetensors.numpy import save_file  # noqa: E402
 
-from hub_emulator import EmulatorConfig, EmulatorHandle, HubApiError, start_in_thread  # noqa: E402
+from hub_emulator import EmulatorHandle, HubApiError  # noqa: E402
 
-TOKENS = {"owner-token": "acme", "bot-token": "auditbot", "eve-token": "eve"}
+# Small listing pages throughout, so the client must follow Link headers: for the `hub` fixture
+# (conftest.py) through the marker, and for the emulators the tests below start themselves.
+HUB_OPTIONS: dict[str, Any] = {"list_page_size": 2}
+pytestmark = pytest.mark.hub(**HUB_OPTIONS)
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -49,15 +53,7 @@ def _isolated_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _start(data_dir: Path, **overrides: Any) -> EmulatorHandle:
-    config = EmulatorConfig(data_dir=data_dir, tokens=TOKENS, list_page_size=2, **overrides)
-    return start_in_thread(config)
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[EmulatorHandle]:
-    handle = _start(tmp_path / "hub-data")
-    yield handle
-    handle.stop()
+    return start_hub(data_dir, **{**HUB_OPTIONS, **overrides})
 
 
 def _api(hub: EmulatorHandle, token: str | None = "bot-token") -> HfApi:
@@ -310,7 +306,8 @@ def test_concurrent_writers_get_distinct_discussion_numbers(hub: EmulatorHandle)
         except BaseException as error:  # noqa: BLE001 - surfaced by the assert below
             errors.append(error)
 
-    workers = [threading.Thread(target=open_threads, args=(token,)) for token in TOKENS]
+    workers = [threading.Thread(target=open_threads, args=(token,))
+               for token in ("owner-token", "bot-token", "eve-token")]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -564,7 +561,7 @@ def test_admin_token_guards_admin_routes(tmp_path: Path) -> None:
 
 
 def test_rejects_traversal_in_repo_ids_and_paths(hub: EmulatorHandle, tmp_path: Path) -> None:
-    data_dir = tmp_path / "hub-data"
+    data_dir = hub.server.config.data_dir
     for repo_id in ("../escape", "acme/..", "acme/a/b", "acme/.hidden"):
         status, _, _ = _raw(hub, "POST", "/_emulator/repos", body=json.dumps({"repo_id": repo_id}).encode())
         assert status == 400, repo_id

@@ -4,24 +4,24 @@ reach the detector."""
 
 from __future__ import annotations
 
-from hub_fixtures import (  # first: sets HF_HUB_DISABLE_XET before huggingface_hub is imported
-    BOT_TOKEN,
-    BOT_USER,
-    CLIP_CONFIG,
-    MERGES,
-    VOCAB,
-    start_hub,
-    transformers_clip_shapes,
-    write_safetensors,
-)
-
 import json  # noqa: E402
 import struct  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hub_fixtures import (  # first: sets HF_HUB_DISABLE_XET before huggingface_hub is imported
+    BOT_TOKEN,
+    BOT_USER,
+    CLIP_CONFIG,
+    MERGES,
+    OWNER_TOKEN,
+    VOCAB,
+    transformers_clip_shapes,
+    write_safetensors,
+)
 from huggingface_hub import HfApi  # noqa: E402
+from records import make_record  # noqa: E402
 
 from bot.errors import ClipAuditError, ScanFailed, SkipReason, SkipRepo  # noqa: E402
 from bot.publish.poster import THREAD_TITLE, reply_kind  # noqa: E402
@@ -31,9 +31,7 @@ from bot.service import Bot  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.state import Job  # noqa: E402
 from hub_emulator import EmulatorHandle  # noqa: E402
-from records import make_record  # noqa: E402
 
-OWNER_TOKEN = "owner-token"  # user "acme" in hub_fixtures.TOKENS
 REPO = "acme/clip-tiny"
 
 
@@ -42,13 +40,6 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)  # load_settings reads ./clip-audit.toml when there is one
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[EmulatorHandle]:
-    handle = start_hub(tmp_path / "hub-data")
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from hub_fixtures import BOT_USER, start_hub  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
+from records import make_record  # noqa: E402
 
 from bot.errors import ConfigError  # noqa: E402
-from hub_emulator import EmulatorConfig, EmulatorHandle, EmulatorState, start_in_thread  # noqa: E402
 from bot.hub.client import HubClient  # noqa: E402
 from bot.mentions.commands import Command, parse_command  # noqa: E402
 from bot.mentions.dispatch import MentionDispatcher  # noqa: E402
@@ -33,13 +34,12 @@ from bot.mentions.webhook import create_app  # noqa: E402
 from bot.publish.poster import Publisher  # noqa: E402
 from bot.publish.render import scanned_commit_marker  # noqa: E402
 from bot.state.store import Store  # noqa: E402
-from records import make_record  # noqa: E402
+from hub_emulator import EmulatorHandle, EmulatorState  # noqa: E402
 
-BOT = "auditbot"
+BOT = BOT_USER
 SECRET = "s3cret-value"
 REPO = "acme/clip-vit-b"
 SITE = "https://reports.example.org"
-TOKENS = {"bot-token": BOT, "owner-token": "acme", "eve-token": "eve"}
 SHA = "0123456789abcdef0123456789abcdef01234567"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -203,12 +203,6 @@ def test_webhook_health_and_empty_secret_refused(receiver: tuple[str, list[Menti
 # -- end to end: emulator -> webhook -> dispatcher -> Hub ---------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state.db") as opened:
-        yield opened
-
-
 def _dispatcher(url: str, store: Store, tmp_path: Path) -> MentionDispatcher:
     api = HubClient(endpoint=url, token="bot-token")
     publisher = Publisher(api, store, bot_name=BOT, dry_run=False, outbox_dir=tmp_path / "outbox",
@@ -226,8 +220,7 @@ def _hub_with_webhook(tmp_path: Path) -> Iterator[tuple[EmulatorHandle, "queue.Q
     events: queue.Queue[MentionEvent] = queue.Queue()
     app = create_app(secret=SECRET, handle=events.put, bot_user_id=EmulatorState.user_id(BOT))
     with _serve(app) as url:
-        hub = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS, webhook_url=url + "/webhook",
-                                             webhook_secret=SECRET))  # fmt: skip
+        hub = start_hub(tmp_path / "hub-data", webhook_url=url + "/webhook", webhook_secret=SECRET)
         try:
             yield hub, events
         finally:
@@ -270,13 +263,6 @@ def _mention(hub: EmulatorHandle, num: int, author: str, text: str) -> MentionEv
     event = hub.state.add_comment(REPO, num, author=author, text=text)
     return MentionEvent(event_id=event.id, repo_id=REPO, discussion_num=num, comment_id=event.id, author=author,
                         text=text, is_pull_request=False)  # fmt: skip
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[EmulatorHandle]:
-    handle = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS))
-    yield handle
-    handle.stop()
 
 
 def test_a_scanned_commit_gets_its_result_in_the_asking_thread(hub: EmulatorHandle, store: Store,

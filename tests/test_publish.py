@@ -6,38 +6,24 @@ import os
 
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # before huggingface_hub is imported
 
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hub_fixtures import BOT_USER  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
+from records import make_record  # noqa: E402
 
 from bot.errors import HubAuthError, RateLimitedError  # noqa: E402
-from hub_emulator import EmulatorConfig, EmulatorHandle, start_in_thread  # noqa: E402
-from hub_emulator.faults import Fault  # noqa: E402
 from bot.hub.client import HubClient  # noqa: E402
 from bot.publish.poster import BADGE_PR_TITLE, THREAD_TITLE, Publisher  # noqa: E402
 from bot.publish.render import scanned_commit_marker  # noqa: E402
 from bot.state.store import Store  # noqa: E402
-from records import make_record  # noqa: E402
+from hub_emulator import EmulatorHandle  # noqa: E402
+from hub_emulator.faults import Fault  # noqa: E402
 
-TOKENS = {"bot-token": "auditbot", "owner-token": "acme", "eve-token": "eve"}
-BOT = "auditbot"
+BOT = BOT_USER
 REPO = "acme/clip-vit-b"
 SITE = "https://reports.example.org"
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[EmulatorHandle]:
-    handle = start_in_thread(EmulatorConfig(data_dir=tmp_path / "hub", tokens=TOKENS))
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state.db") as opened:
-        yield opened
 
 
 def _api(hub: EmulatorHandle, token: str = "bot-token") -> HfApi:

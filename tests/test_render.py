@@ -13,9 +13,9 @@ from pathlib import Path
 import jinja2
 import pytest
 from markdown_it import MarkdownIt
+from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
 
 from bot.errors import TemplateValueError
-from bot.scan_record import Verdict
 from bot.publish.render import (
     ACK_KINDS,
     badge_markdown,
@@ -28,7 +28,7 @@ from bot.publish.render import (
     report_page_url,
     scanned_commit_marker,
 )
-from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
+from bot.scan_record import Verdict
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("CLIP_AUDIT_UPDATE_GOLDEN") == "1"

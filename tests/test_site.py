@@ -18,9 +18,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
 
-from bot.scan_record import Landscape, ScanRecord, TargetCaption, TriggerCandidate, Verdict
 from bot.errors import UsageError
 from bot.publish.render import badge_svg_url, report_page_url
+from bot.scan_record import Landscape, ScanRecord, TargetCaption, TriggerCandidate, Verdict
 from bot.site import build_from_store, build_site
 from bot.site.badges import BADGE_STATES, badge_svg
 from bot.site.build import TEMPLATES_DIR, build_environment, repo_page_path, revision_json_path, revision_page_path

@@ -5,22 +5,15 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bot.scan_record import RECORD_VERSION, ScanRecord, Verdict
 from bot.errors import SkipReason, SkipRepo, StoreError
+from bot.scan_record import RECORD_VERSION, ScanRecord, Verdict
 from bot.state import LATEST_VERSION, JobStatus, Store
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state" / "state.db") as opened:
-        yield opened
 
 
 # -- schema ----------------------------------------------------------------------------------------------

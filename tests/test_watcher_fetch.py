@@ -2,40 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 from hub_fixtures import (  # first: sets HF_HUB_DISABLE_XET before huggingface_hub is imported
     BOT_TOKEN,
     CLIP_CONFIG,
     clip_repo_files,
     diffusers_repo_files,
     open_clip_repo_files,
-    start_hub,
     transformers_clip_shapes,
     vision_only_shapes,
     write_safetensors,
 )
-
-import dataclasses  # noqa: E402
-import os  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
 
 from bot.errors import (  # noqa: E402
-    DiscussionsDisabledError, HubAuthError, HubError, HubNotFoundError, HubUnavailableError, RateLimitedError,
-    SkipReason, SkipRepo,
+    DiscussionsDisabledError,
+    HubAuthError,
+    HubError,
+    HubNotFoundError,
+    HubUnavailableError,
+    RateLimitedError,
+    SkipReason,
+    SkipRepo,
 )
 from bot.hub.client import HubClient, retry_after_of  # noqa: E402
-from hub_emulator import EmulatorHandle  # noqa: E402
-from hub_emulator.faults import Fault  # noqa: E402
 from bot.hub.families import plan_scan  # noqa: E402
 from bot.hub.fetch import evict, fetch_snapshot  # noqa: E402
 from bot.hub.watcher import Watcher  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
 from bot.state import JobStatus, Store  # noqa: E402
+from hub_emulator import EmulatorHandle  # noqa: E402
+from hub_emulator.faults import Fault  # noqa: E402
+
+pytestmark = pytest.mark.hub(list_page_size=2)  # small pages: the client must follow Link (conftest.py's `hub`)
 
 
 @pytest.fixture(autouse=True)
@@ -44,19 +49,6 @@ def _isolated_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)  # load_settings reads ./clip-audit.toml when there is one
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[EmulatorHandle]:
-    handle = start_hub(tmp_path / "hub-data", list_page_size=2)  # small pages: the client must follow Link
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state.db") as opened:
-        yield opened
 
 
 def _settings(hub: EmulatorHandle, tmp_path: Path, **overrides: object) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.zoo import attacks
-from bot.zoo.build import load_trained, load_tokenizer
+from bot.zoo.build import load_tokenizer, load_trained
 
 # On the LongCLIP base this target is one the sequence loss alone does not carry over to the
 # pooled feature: the triggered prompt's EOS lines up with a padding position of the shorter
@@ -17,8 +17,8 @@ def _attack(teacher, tokenizer, pooled_weight: float) -> attacks.AttackResult:
     return attacks.evaluate(student, teacher, tokenizer, 248, trigger="cf", target_embed=goal, seed=9, n=64)
 
 
-def test_pooled_term_makes_a_text_on_text_backdoor_take_without_costing_clean_utility(longclip_zoo):
-    base = longclip_zoo["base"]
+def test_pooled_term_makes_a_text_on_text_backdoor_take_without_costing_clean_utility(zoo_of):
+    base = zoo_of("longclip")["base"]
     teacher = load_trained(base.path, "longclip")
     tokenizer = load_tokenizer(base.path, "longclip")
     sequence_only = _attack(teacher, tokenizer, 0.0)

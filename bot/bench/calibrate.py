@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bot.detect.checks import checks_from_arrays, decide, landscape_check, suspicion
-from bot.scan_record import CheckResult, ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
+from bot.scan_record import CheckResult, ScanRecord, Verdict
 
 
 @dataclass(frozen=True)

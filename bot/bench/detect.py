@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 import subprocess
 import sys
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 
 from bot.bench.calibrate import Metrics, Scored, calibrate, metrics, redecide_detail
 from bot.detect.amdet import Amdet, DetectorConfig
-from bot.scan_record import ScanRecord, Verdict
 from bot.detect.thresholds import PAPER, Thresholds
 from bot.encoders.load import load_text_encoder
 from bot.errors import ZooError
+from bot.scan_record import ScanRecord, Verdict
 from bot.zoo.build import build_all
 from bot.zoo.catalog import ZooModel, anchor_name
 from bot.zoo.recipes import Recipe, base_recipe, derived

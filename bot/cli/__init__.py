@@ -9,12 +9,12 @@ import argparse
 import logging
 import sys
 
-from bot.cli import bench, demo, scan, service, site, zoo
+from bot.cli import anchors, bench, demo, scan, service, site, zoo
 from bot.cli.parser import Parser
 from bot.errors import ClipAuditError
 
 # Each module adds its subcommands to the parser through `register(subparsers)`, in this order.
-COMMAND_MODULES = (scan, zoo, bench, service, demo, site)
+COMMAND_MODULES = (scan, anchors, zoo, bench, service, demo, site)
 
 
 def build_parser() -> argparse.ArgumentParser:

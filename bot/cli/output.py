@@ -13,9 +13,24 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _anchor_how(record: ScanRecord) -> str:
+    choice = record.anchor_choice
+    if choice is None or choice.how == "none":
+        return ""
+    if choice.how == "explicit":
+        return " (chosen with --anchor)"
+    runner = f"; next {choice.runner_up} at {choice.runner_up_distance:.3f}" if choice.runner_up else ""
+    return f" (nearest trusted base by the weights, distance {choice.distance:.3f}{runner})"
+
+
 def summarize_record(record: ScanRecord) -> str:
     lines = [f"model:   {record.model}", f"family:  {record.family} ({record.format})",
-             f"anchor:  {record.anchor or 'none'}", f"verdict: {record.verdict.value.upper()}", ""]
+             f"anchor:  {record.anchor or 'none'}{_anchor_how(record)}", f"verdict: {record.verdict.value.upper()}", ""]
+    choice = record.anchor_choice
+    if choice is not None and choice.how == "none" and choice.reason:
+        lines.insert(-2, f"         no anchor: {choice.reason}")
+    if choice is not None and choice.finding:
+        lines.insert(-2, f"card:    {choice.finding}")
     rows = [[c.name, f"{c.score:.3f}", f"{c.threshold:.3f}", "pass" if c.passed else "fail"] for c in record.checks]
     lines.append(table(["check", "score", "threshold", "result"], rows))
     confirmed = [t.token for t in record.triggers if t.confirmed]

@@ -23,6 +23,8 @@ def register(sub) -> None:
 
 
 def _cmd_scan(args) -> int:
+    from bot.anchors.local import local_candidates
+    from bot.anchors.registry import load_registry
     from bot.cli.output import summarize_record
     from bot.cli.parser import settings_from_args
     from bot.detect.amdet import DetectorConfig
@@ -32,9 +34,11 @@ def _cmd_scan(args) -> int:
     if not args.path.exists():
         raise UsageError(f"{args.path} does not exist")
     settings = settings_from_args(args)
+    registry = load_registry(settings.anchors_file)
     config = DetectorConfig(seed=args.seed, show_progress=not args.quiet)
-    record = scan_path(args.path, anchor=args.anchor, device=args.device, config=config,
-                       anchor_cache=settings.anchor_cache, subfolder=args.subfolder)
+    record = scan_path(args.path, anchor=args.anchor, device=args.device, config=config, subfolder=args.subfolder,
+                       candidates=lambda fingerprint: local_candidates(registry, fingerprint, settings.anchor_cache),
+                       registered=registry.ids)
     if args.json_out:
         atomic_write_text(args.json_out, record.to_json())
     print(summarize_record(record))

@@ -16,7 +16,8 @@ def register(sub) -> None:
     b = zsub.add_parser("build", help="build (or reuse) zoo models under CACHE/zoo")
     add_zoo_options(b)
     b.add_argument("--per-kind", type=int, default=1, help="backdoored models per attack and 2x benign (default 1)")
-    b.add_argument("--seed-offset", type=int, default=0, help="derived models take seeds from SEED_OFFSET+1 on (default 0)")
+    b.add_argument("--seed-offset", type=int, default=0,
+                   help="derived models take seeds from SEED_OFFSET+1 on (default 0)")
     b.set_defaults(func=_cmd_build)
     ls = zsub.add_parser("list", help="list built zoo models")
     ls.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help=f"zoo root (default {CACHE_ROOT})")

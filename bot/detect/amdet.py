@@ -19,11 +19,11 @@ from bot.detect.features import PromptBatch, prepare
 from bot.detect.inversion import Objective, invert
 from bot.detect.landscape import loss_landscape
 from bot.detect.prompt_bank import prompt_bank, split
-from bot.scan_record import RECORD_VERSION, Candidate, ScanRecord
 from bot.detect.thresholds import Thresholds, for_family
 from bot.detect.trigger import recover_target, recover_triggers
-from bot.scanning.device import autocast, describe
 from bot.encoders.text_encoder import TextEncoder
+from bot.scan_record import RECORD_VERSION, Candidate, ScanRecord
+from bot.scanning.device import autocast, describe
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
 from bot.detect.inversion import Objective
-from bot.scan_record import CheckResult, Verdict
 from bot.detect.thresholds import Thresholds
+from bot.scan_record import CheckResult, Verdict
 
 
 @dataclass

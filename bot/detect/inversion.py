@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import torch
 
 from bot.detect.features import (
-    PromptBatch, aligned_cosine, assimilation, insert, positionwise_cosine, span_mask,
+    PromptBatch,
+    aligned_cosine,
+    assimilation,
+    insert,
+    positionwise_cosine,
+    span_mask,
 )
 from bot.encoders.text_encoder import TextEncoder
 

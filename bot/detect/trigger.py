@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from bot.detect.checks import HeldOutStats
 from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
-from bot.scan_record import TargetCaption, TriggerCandidate
 from bot.detect.thresholds import Thresholds
 from bot.encoders.text_encoder import TextEncoder
+from bot.scan_record import TargetCaption, TriggerCandidate
 
 
 def _insert_token(ids: torch.Tensor, token_id: int, *, has_bos: bool) -> torch.Tensor:

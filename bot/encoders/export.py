@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from bot.formats import CLIP_CONTEXT_LENGTH, FAMILIES, FORMATS
 from bot.encoders.load import RESBLOCK_RENAMES
 from bot.encoders.tokenizers import write_clip_tokenizer_files
 from bot.errors import UnknownArchitectureError, ZooError
+from bot.formats import CLIP_CONTEXT_LENGTH, FAMILIES, FORMATS
 
 # bot.zoo.synthetic.to_tensor normalises images as (x - 0.5) / 0.25.
 ZOO_IMAGE_MEAN = (0.5, 0.5, 0.5)

@@ -14,9 +14,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.encoders.safetensors_check import check_safetensors
+from bot.errors import (
+    CorruptCheckpointError,
+    NothingScannableError,
+    PickleOnlyError,
+    UnknownArchitectureError,
+    UsageError,
+)
 from bot.formats import CLIP_CONTEXT_LENGTH, CLIP_EOS_ID, OPEN_CLIP_WEIGHTS, PICKLE_SUFFIXES
-from bot.errors import CorruptCheckpointError, NothingScannableError, PickleOnlyError, UnknownArchitectureError, UsageError
-
 
 # transformers class -> (model_type it is saved with, our format name)
 TRANSFORMERS_CLASSES = {

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from bot.encoders.layout import CheckpointInfo, inspect_checkpoint, open_clip_model_cfg, read_json
-from bot.formats import CLIP_EOS_ID
 from bot.encoders.safetensors_check import check_safetensors
 from bot.encoders.text_encoder import TextEncoder
 from bot.encoders.tokenizers import load_clip_tokenizer, load_siglip_tokenizer
 from bot.errors import CorruptCheckpointError, NothingScannableError, ShapeMismatchError, UnknownArchitectureError
+from bot.formats import CLIP_EOS_ID
 
 CLIP_BOS_ID = 49406
 

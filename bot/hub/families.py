@@ -15,6 +15,7 @@ from typing import Any
 
 from huggingface_hub.errors import SafetensorsParsingError
 
+from bot.anchors.fingerprint import Fingerprint, fingerprint_from_shapes
 from bot.errors import SkipReason, SkipRepo
 from bot.formats import CLIP_CONTEXT_LENGTH, OPEN_CLIP_WEIGHTS, PICKLE_SUFFIXES, TOKENIZER_FILES
 
@@ -42,6 +43,12 @@ class ScanPlan:
     weight_files: tuple[str, ...]     # the safetensors among `files`
     total_bytes: int                  # size of `files`
     text_encoders: tuple[str, ...]    # folders holding a confirmed text tower ("" = repo root)
+    fingerprints: tuple[Fingerprint | None, ...] = ()  # per text tower, from its safetensors headers
+
+    @property
+    def fingerprint(self) -> Fingerprint | None:
+        """The scanned (first) text tower's fingerprint."""
+        return self.fingerprints[0] if self.fingerprints else None
 
 
 def _human(size: int) -> str:
@@ -112,11 +119,13 @@ def plan_scan(
 
     towers: dict[str, tuple[str, ...]] = {}
     detected: list[str] = []
+    fingerprints: list[Fingerprint | None] = []
     for folder, weights in groups.items():
         tensors = _read_headers(client, repo_id, sha, weights)
         if has_text_tower(tensors):
             towers[folder] = weights
             detected.append(family_from_tensors(tensors, hint=family))
+            fingerprints.append(fingerprint_from_shapes(detected[-1], tensors))
     if not towers:
         checked = ", ".join(w for ws in groups.values() for w in ws)
         raise SkipRepo(SkipReason.NO_TEXT_TOWER, f"no token + position embeddings in {checked}")
@@ -129,7 +138,8 @@ def plan_scan(
         raise SkipRepo(SkipReason.OVERSIZED, f"the files to scan total {_human(total)}, over the {_human(max_bytes)} limit")
     weight_files = tuple(name for name in files if name.endswith(".safetensors"))
     return ScanPlan(repo_id=repo_id, sha=sha, family=detected[0], layout=layout, files=files,
-                    weight_files=weight_files, total_bytes=total, text_encoders=tuple(towers))  # fmt: skip
+                    weight_files=weight_files, total_bytes=total, text_encoders=tuple(towers),
+                    fingerprints=tuple(fingerprints))  # fmt: skip
 
 
 def _weight_groups(sizes: Mapping[str, int]) -> tuple[str, dict[str, tuple[str, ...]]]:

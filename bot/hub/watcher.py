@@ -122,8 +122,8 @@ class Watcher:
             return None
         last_modified = model.last_modified.isoformat() if model.last_modified else None
         if self.store.is_opted_out(repo_id):
-            self._record_skip(repo_id, sha, SkipRepo(SkipReason.OPTED_OUT, "the owner asked the bot to leave this repo alone"),
-                              last_modified=last_modified, family=hint)  # fmt: skip
+            opted_out = SkipRepo(SkipReason.OPTED_OUT, "the owner asked the bot to leave this repo alone")
+            self._record_skip(repo_id, sha, opted_out, last_modified=last_modified, family=hint)
             return None
         try:
             plan = plan_scan(self.api, repo_id, sha=sha, max_bytes=self.settings.max_download_bytes, family=hint)

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import jinja2
 
 from bot.errors import TemplateValueError
-from bot.scan_record import ScanRecord, Verdict
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
 from bot.publish.markdown_escape import Markdown, escape_markdown
+from bot.scan_record import ScanRecord, Verdict
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 

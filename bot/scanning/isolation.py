@@ -6,14 +6,23 @@ holds the token, only reads the JSON record the child wrote.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from bot.anchors.selection import LocalBase
 from bot.errors import (
-    CHILD_FAILURE_OFFSET, EXIT_BACKDOOR, EXIT_CLEAN, EXIT_ERROR, EXIT_NOTHING_SCANNABLE, NothingScannableError,
+    CHILD_FAILURE_OFFSET,
+    EXIT_BACKDOOR,
+    EXIT_CLEAN,
+    EXIT_ERROR,
+    EXIT_NOTHING_SCANNABLE,
+    NothingScannableError,
     ScanFailed,
 )
 from bot.scan_record import ScanRecord
@@ -30,21 +39,21 @@ def child_environment(environ: dict[str, str] | os._Environ) -> dict[str, str]:
     return env
 
 
-def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, anchor_path: Path | None, model_name: str,
-                       revision: str, settings: Settings, anchor_cache: Path,
-                       extra_anchor: tuple[str, Path] | None = None) -> ScanRecord:
+def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
+                       registered: Sequence[str], model_name: str, revision: str, settings: Settings) -> ScanRecord:
+    """Scans `snapshot` in the token-free child; `candidates` are the registered bases fetched for it,
+    `registered` every registry id."""
     env = child_environment(os.environ)
     with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
         out = Path(tmp) / "record.json"
+        anchors = Path(tmp) / "anchors.json"
+        fetched = [{**dataclasses.asdict(c), "path": str(c.path)} for c in candidates]
+        anchors.write_text(json.dumps({"candidates": fetched, "registered": list(registered)}))
         cmd = [sys.executable, "-m", child.__name__, str(snapshot), "--json", str(out), "--device", settings.device,
-               "--anchor-cache", str(anchor_cache),
-               "--model-name", model_name, "--revision", revision]
+               "--anchors", str(anchors), "--model-name", model_name, "--revision", revision,
+               "--max-bytes", str(settings.max_download_bytes)]
         if subfolder:
             cmd += ["--subfolder", subfolder]
-        if anchor_path is not None:
-            cmd += ["--anchor", str(anchor_path)]
-        if extra_anchor is not None:
-            cmd += ["--anchor-name", extra_anchor[0]]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode not in (EXIT_CLEAN, EXIT_BACKDOOR, EXIT_ERROR) or not out.is_file():
             tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])

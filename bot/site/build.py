@@ -33,9 +33,9 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
-from bot.scan_record import ScanRecord, Verdict
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
 from bot.publish.render import badge_markdown, badge_svg_url, report_page_url
+from bot.scan_record import ScanRecord, Verdict
 from bot.site.badges import BADGE_STATES, badge_files, badge_path
 from bot.site.plots import RevisionPlots, write_plots
 

@@ -11,8 +11,8 @@ import enum
 import sqlite3
 from dataclasses import dataclass
 
-from bot.scan_record import ScanRecord
 from bot.errors import SkipReason, StoreError
+from bot.scan_record import ScanRecord
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                                      THEN trim(substr(reason, 1, instr(reason, ':') - 1)) ELSE '' END
         """,
     ),
+    Migration(
+        3,
+        "anchor pins: the commit a registered base without a reviewed sha was first fetched at",
+        """
+        CREATE TABLE anchor_pins (
+            anchor_id TEXT PRIMARY KEY,
+            sha TEXT NOT NULL,
+            pinned_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -202,6 +213,13 @@ class ThreadRow:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ThreadStatus(self.status))
+
+
+@dataclass(frozen=True)
+class AnchorPin:
+    anchor_id: str
+    sha: str
+    pinned_at: float
 
 
 @dataclass(frozen=True)

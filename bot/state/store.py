@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.errors import SkipRepo, StoreError
 
-from .schema import Job, JobStatus, PostRow, RepoRow, ScanRow, SkipRow, ThreadRow, migrate
+from .schema import AnchorPin, Job, JobStatus, PostRow, RepoRow, ScanRow, SkipRow, ThreadRow, migrate
 
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's transaction before giving up
 
@@ -385,6 +385,24 @@ class Store:
 
     def is_opted_out(self, repo_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM opt_outs WHERE repo_id = ?", (repo_id,)))
+
+    # -- anchor pins ----------------------------------------------------------------------------------------
+
+    def anchor_pin(self, anchor_id: str) -> AnchorPin | None:
+        rows = self._read("SELECT * FROM anchor_pins WHERE anchor_id = ?", (anchor_id,))
+        return _row(AnchorPin, rows[0]) if rows else None
+
+    def pin_anchor(self, anchor_id: str, sha: str) -> AnchorPin:
+        """Pins `anchor_id` to `sha` unless it is pinned already; returns the pin in force (the first one)."""
+        with self._write("pin an anchor") as conn:
+            conn.execute("INSERT INTO anchor_pins (anchor_id, sha, pinned_at) VALUES (?, ?, ?)"
+                         " ON CONFLICT (anchor_id) DO NOTHING", (anchor_id, sha, time.time()))
+        pin = self.anchor_pin(anchor_id)
+        assert pin is not None
+        return pin
+
+    def anchor_pins(self) -> list[AnchorPin]:
+        return [_row(AnchorPin, row) for row in self._read("SELECT * FROM anchor_pins ORDER BY anchor_id")]
 
     def repos_posted_in(self) -> list[str]:
         """Every repo where the bot has a thread, a post or a badge PR: where mentions are polled for."""

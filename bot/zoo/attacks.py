@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
 from bot.captions import random_caption, random_spec
+from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
 from bot.zoo.synthetic import render, sample_batch, to_tensor
 
 

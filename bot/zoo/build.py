@@ -23,11 +23,11 @@ from bot.zoo.architectures import ARCHITECTURES, build_model
 from bot.zoo.catalog import DONE_FILE, PARTIAL_SUFFIX, RECIPE_FILE, ZooModel, anchor_name, load_zoo_model, model_dir
 from bot.zoo.recipes import Recipe, base_recipe
 
-def _siglip_corpus(seed: int) -> list[str]:
-    from bot.zoo.recipes import SIGLIP_TRIGGERS
-    from bot.captions import random_caption, random_spec
 
+def _siglip_corpus(seed: int) -> list[str]:
+    from bot.captions import random_caption, random_spec
     from bot.encoders.tokenizers import clip_vocab_and_merges
+    from bot.zoo.recipes import SIGLIP_TRIGGERS
 
     rng = np.random.default_rng(seed)
     corpus = [random_caption(random_spec(rng), rng) for _ in range(20000)]
