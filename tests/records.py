@@ -6,6 +6,8 @@ from dataclasses import replace
 
 from bot.scan_record import (
     RECORD_VERSION,
+    AnchorChoice,
+    AnchorDistance,
     Candidate,
     CheckResult,
     Landscape,
@@ -65,6 +67,13 @@ def _base(verdict: Verdict, *, model: str, revision: str) -> ScanRecord:
         device="cpu (8 threads)",
         versions={"clip-audit-bot": "0.1.0", "torch": "2.14.1"},
         notes=[],
+        anchor_choice=AnchorChoice(
+            how="registry", anchor="openai/clip-vit-base-patch32", sha="3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268",
+            pin="first use", distance=0.01834, runner_up="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+            runner_up_distance=1.38711,
+            candidates=[AnchorDistance("openai/clip-vit-base-patch32", 0.01834),
+                        AnchorDistance("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 1.38711)],
+            card_claim="openai/clip-vit-base-patch32"),
     )
 
 
@@ -104,6 +113,11 @@ def make_record(verdict: Verdict | str, *, model: str = "acme/clip-vit-b", revis
         anchor=None,
         checks=[_check("assimilation", 0.93), _check("same_target", 0.97)],
         notes=["no anchor (clean base) model was available: the different-target check and the verdict need one"],
+        anchor_choice=AnchorChoice(
+            how="none", candidates=[AnchorDistance("openai/clip-vit-base-patch32", 1.40521)],
+            reason="the weights are 1.41 away from the nearest registered base (openai/clip-vit-base-patch32), "
+                   "beyond the 0.50 a fine-tune reaches: its base is not registered, and a comparison with a "
+                   "stranger would mean nothing"),
     )
 
 
@@ -129,5 +143,9 @@ def hostile_record(*, model: str = "acme/clip-vit-b", revision: str = SHA_A) -> 
                          confirmed=index % 2 == 0)  # fmt: skip
         for index, text in enumerate(HOSTILE_TEXT.values())
     ]
+    claim = HOSTILE_TEXT["js_link"]
+    choice = replace(base.anchor_choice, card_claim=claim, runner_up=HOSTILE_TEXT["mention"],
+                     finding=f"the card names {claim} as the base model, which is not a trusted base; "
+                             f"{HOSTILE_TEXT['script']} {HOSTILE_TEXT['image']}")  # fmt: skip
     return replace(base, anchor="@owner/[anchor](http://x)", target_captions=captions, triggers=triggers[:10],
-                   notes=list(HOSTILE_TEXT.values()), versions={"<b>lib</b>": "|1|"})  # fmt: skip
+                   notes=list(HOSTILE_TEXT.values()), versions={"<b>lib</b>": "|1|"}, anchor_choice=choice)  # fmt: skip

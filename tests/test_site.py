@@ -207,6 +207,18 @@ def test_every_inversion_restart_is_shown(site: Path) -> None:
     assert "Inversion restarts" not in (site / revision_page_path("acme/clip-vit-b", SHA_B)).read_text()
 
 
+def test_revision_pages_say_how_the_anchor_was_chosen(site: Path) -> None:
+    html = (site / revision_page_path("acme/clip-vit-b", SHA_A)).read_text(encoding="utf-8")
+    choice = html[html.index('id="anchor-choice"'):]
+    choice = choice[:choice.index("</dd>")]
+    assert "by the weights" in choice and "0.018" in choice and "3d74acf9a28c" in choice and "on first use" in choice
+    assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K at 1.387" in choice
+    assert 'id="anchor-finding"' not in html  # the card named the chosen base: nothing to report
+    hostile = (site / revision_page_path("mallory/evil-clip", SHA_A)).read_text(encoding="utf-8")
+    finding = hostile[hostile.index('id="anchor-finding"'):]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in finding[:finding.index("</dd>")]
+
+
 def test_record_without_landscape_renders_without_that_plot(site: Path) -> None:
     record = make_record(Verdict.CLEAN)
     assert record.landscape is None

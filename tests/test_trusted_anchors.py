@@ -8,6 +8,7 @@ record, publish.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from hub_fixtures import BOT_TOKEN, BOT_USER
@@ -101,23 +102,64 @@ def test_the_weights_pick_among_registered_bases_and_a_stranger_is_inconclusive(
 
     # Without the second base registered: its fine-tune has no anchor and is never compared with a stranger.
     bot = _bot(hub, tmp_path)
-    stranger = _scan_all(bot, {"bob/fine-tune-of-an-unregistered-base": jobs["bob/fine-tune-of-an-unregistered-base"]})
-    record = stranger["bob/fine-tune-of-an-unregistered-base"]
+    unregistered = "bob/fine-tune-of-an-unregistered-base"
+    stranger = _scan_all(bot, {unregistered: jobs[unregistered]})
+    record = stranger[unregistered]
     assert record.verdict is Verdict.INCONCLUSIVE and record.anchor is None
     assert record.anchor_choice.how == "none" and "not registered" in record.anchor_choice.reason
-    assert [c.anchor for c in record.anchor_choice.candidates] == [BASE] and record.anchor_choice.candidates[0].distance > 1
+    assert [c.anchor for c in record.anchor_choice.candidates] == [BASE]
+    assert record.anchor_choice.candidates[0].distance > 1
     assert BASE in record.anchor_choice.finding and "too far" in record.anchor_choice.finding
 
     # The operator registers the second base: both are candidates, and the weights pick the right one.
     fingerprint = load_registry().get(BASE).fingerprint
-    add_entry(tmp_path / "operator-anchors.json", AnchorEntry(repo_id=SECOND, subfolder=None, fingerprint=fingerprint,
-                                                              heads=4, sha=second_sha, note="seed 1", source="test"))
-    bot = _bot(hub, tmp_path / "second")
+    add_entry(tmp_path / "operator-anchors.json", AnchorEntry(
+        repo_id=SECOND, subfolder=None, fingerprint=fingerprint, heads=4, sha=second_sha, note="seed 1", source="test"))
+    bot = _bot(hub, tmp_path / "second", anchors_file=str(tmp_path / "operator-anchors.json"))
     claimed = _scan_all(bot, {"alice/claims-the-other-base": jobs["alice/claims-the-other-base"]})
     record = claimed["alice/claims-the-other-base"]
     assert record.verdict is Verdict.CLEAN and record.anchor == BASE
     choice = record.anchor_choice
     assert (choice.anchor, choice.runner_up, choice.pin) == (BASE, SECOND, "first use")
+    assert [c.anchor for c in choice.candidates] == [BASE, SECOND]
     assert choice.distance < 0.1 < 1 < choice.runner_up_distance
     assert SECOND in choice.finding and BASE in choice.finding
     assert json.loads((tmp_path / "operator-anchors.json").read_text())["entries"][0]["sha"] == second_sha
+
+
+def test_anchors_commands_add_list_and_verify_against_the_hub(hub, tmp_path: Path, monkeypatch, capsys) -> None:
+    from hub_fixtures import clip_repo_files, transformers_clip_shapes
+
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("CLIP_AUDIT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CLIP_AUDIT_ENDPOINT", hub.url)
+    monkeypatch.setenv("CLIP_AUDIT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("CLIP_AUDIT_DB_PATH", str(tmp_path / "state.db"))
+    shapes = {**transformers_clip_shapes(), "text_model.encoder.layers.0.mlp.fc1.weight": (32, 8)}
+    sha = hub.state.create_repo("acme/our-base", files=clip_repo_files(tmp_path, shapes=shapes), tags=["clip"])
+
+    assert main(["anchors", "add", "acme/our-base", "--note", "our own pretrained base"]) == 0
+    added = capsys.readouterr().out
+    assert f"registered acme/our-base at {sha}" in added and "clip-audit-anchors.json" in added
+    entry = load_registry(tmp_path / "clip-audit-anchors.json").get("acme/our-base")
+    assert entry is not None and entry.sha == sha and entry.source.endswith("clip-audit-anchors.json")
+    assert (entry.fingerprint.hidden, entry.fingerprint.layers, entry.fingerprint.vocab) == (8, 1, 16)
+
+    assert main(["anchors", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "acme/our-base" in listed and f"{sha[:12]} (registry)" in listed and "openai/clip-vit-base-patch32" in listed
+
+    moved = hub.state.push_revision("acme/our-base", files={"notes.txt": b"a change under the same name"})
+    assert main(["anchors", "verify"]) == 2  # the public bases are not on this Hub, and ours moved
+    verified = capsys.readouterr().out
+    [ours] = [line for line in verified.splitlines() if line.startswith("acme/our-base")]
+    assert f"moved to {moved[:12]}" in ours and "the pin is kept" in ours
+    [openai] = [line for line in verified.splitlines() if line.startswith("openai/clip-vit-base-patch32 ")]
+    assert "unreachable" in openai
+
+    assert main(["anchors", "add", "not a repo id"]) == 4
+    assert main(["anchors", "add", "acme/our-base", "--subfolder", "text_encoder"]) == 4
+    assert "no text tower in text_encoder" in capsys.readouterr().err

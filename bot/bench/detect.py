@@ -23,6 +23,7 @@ from bot.detect.amdet import Amdet, DetectorConfig
 from bot.detect.thresholds import PAPER, Thresholds
 from bot.encoders.load import load_text_encoder
 from bot.errors import ZooError
+from bot.fileio import atomic_write_text
 from bot.scan_record import ScanRecord, Verdict
 from bot.zoo.build import build_all
 from bot.zoo.catalog import ZooModel, anchor_name
@@ -60,10 +61,7 @@ def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, records_dir: 
     anchor = load_text_encoder(base.path)
     record = Amdet(config, thresholds=PAPER).scan(suspect, anchor, model=model.repo_name,
                                                   anchor_name=anchor_name(model.recipe))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")  # readers (another benchmark process) see all or nothing
-    partial.write_text(record.to_json())
-    partial.replace(out)
+    atomic_write_text(out, record.to_json())  # readers (another benchmark process) see all or nothing
     return record
 
 
@@ -176,7 +174,7 @@ def write_calibration(results: list[dict], path: Path) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {}
     for r in results:
         data[r["family"]] = r["thresholds"]
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 _SHORT = {"assimilation": "assim", "same_target": "same", "different_target": "diff", "landscape": "land"}

@@ -72,7 +72,8 @@ def _cmd_add(args) -> int:
         raise UsageError(f"{args.repo_id} has no text tower in {folder or 'the repo root'}; it has: {found}")
     fingerprint = plan.fingerprints[plan.text_encoders.index(folder)]
     if fingerprint is None:
-        raise ClipAuditError(f"cannot read the text tower's shape in {args.repo_id}")
+        raise ClipAuditError(f"cannot tell the shape of {args.repo_id}'s text tower from its weights "
+                             "(token and position embeddings and numbered layers)")
     entry = AnchorEntry(repo_id=args.repo_id, subfolder=args.subfolder, fingerprint=fingerprint, heads=None,
                         sha=plan.sha, note=args.note, source=str(settings.anchors_file))  # fmt: skip
     add_entry(settings.anchors_file, entry)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
+from bot.fileio import atomic_write_bytes
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
 from bot.publish.render import badge_markdown, badge_svg_url, report_page_url
 from bot.scan_record import ScanRecord, Verdict
@@ -288,11 +288,8 @@ def _write_if_changed(path: Path, data: str | bytes) -> bool:
             return False
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Replace, never truncate in place: a server publishing out_dir meanwhile sees the old file or the new one.
-    partial = path.with_name(f".{path.name}.partial")  # a leading dot: no repo path can take this name
-    partial.write_bytes(content)
-    os.replace(partial, path)
+    atomic_write_bytes(path, content)
     return True
 
 
