@@ -69,3 +69,18 @@ def test_status_without_database(capsys, tmp_path):
 def test_zoo_build_rejects_bad_numbers(capsys):
     code, _, err = _run(capsys, "zoo", "build", "--per-kind", "-1")
     assert code == EXIT_USAGE and "per-kind" in err
+
+
+def test_an_unexpected_failure_is_one_line_and_exit_2_never_1(tmp_path, capsys, monkeypatch) -> None:
+    import bot.cli.scan
+    from bot.cli import main
+
+    def broken(args):
+        raise RuntimeError("something nobody foresaw")
+
+    monkeypatch.setattr(bot.cli.scan, "_cmd_scan", broken)
+    assert main(["scan", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "clip-audit: unexpected error: RuntimeError: something nobody foresaw (run with -v for the traceback)\n"
+    assert main(["-v", "scan", str(tmp_path)]) == 2
+    assert "Traceback" in capsys.readouterr().err

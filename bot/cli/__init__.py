@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from bot.cli import anchors, bench, demo, scan, service, site, zoo
 from bot.cli.parser import Parser
-from bot.errors import ClipAuditError
+from bot.errors import EXIT_ERROR, ClipAuditError
 
 # Each module adds its subcommands to the parser through `register(subparsers)`, in this order.
 COMMAND_MODULES = (scan, anchors, zoo, bench, service, demo, site)
@@ -43,3 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("clip-audit: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug or a failure we did not foresee: one line, never exit 1
+        if args.verbose:
+            traceback.print_exc()
+        print(f"clip-audit: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
