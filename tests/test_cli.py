@@ -81,6 +81,7 @@ def test_an_unexpected_failure_is_one_line_and_exit_2_never_1(tmp_path, capsys, 
     monkeypatch.setattr(bot.cli.scan, "_cmd_scan", broken)
     assert main(["scan", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == "clip-audit: unexpected error: RuntimeError: something nobody foresaw (run with -v for the traceback)\n"
+    expected = "clip-audit: unexpected error: RuntimeError: something nobody foresaw (run with -v for the traceback)"
+    assert err == expected + "\n"
     assert main(["-v", "scan", str(tmp_path)]) == 2
     assert "Traceback" in capsys.readouterr().err
