@@ -13,7 +13,7 @@ from bot.detect.features import assimilation, insert, masked_mean, target_featur
 from bot.detect.landscape import hessian_eigenvalues
 from bot.detect.prompt_bank import prompt_bank, split
 from bot.detect.thresholds import PAPER
-from bot.scan_record import Landscape, ScanRecord, Verdict
+from bot.scan_record import RECORD_VERSION, Landscape, ScanRecord, Verdict
 from bot.zoo.attacks import insert_trigger
 
 
@@ -163,7 +163,7 @@ def test_record_keeps_every_restart_and_old_records_still_read():
     del old["candidates"]
     assert ScanRecord.from_dict(old).candidates == []
     with pytest.raises(ValueError, match="unsupported record_version"):
-        ScanRecord.from_dict(old | {"record_version": 3})
+        ScanRecord.from_dict(old | {"record_version": RECORD_VERSION + 1})
 
 
 def test_a_failed_zoo_build_is_cached_and_the_rest_still_builds(tmp_path):
