@@ -397,20 +397,11 @@ class EmulatorState:
         """A git-style diff of the PR against the commit it branched from (text files in full, binaries by name)."""
         return self._discussions.pr_diff(repo, discussion)
 
-    def _text_of(self, entry: FileEntry | None) -> str | None:
-        return self._discussions._text_of(entry)
-
     def _open_pull_request(self, repo: Repo, *, commit: Commit, author: str, description: str) -> Discussion:
         return self._discussions._open_pull_request(repo, commit=commit, author=author, description=description)
 
     def _record_pr_commit(self, repo: Repo, ref: str, commit: Commit) -> None:
         self._discussions._record_pr_commit(repo, ref, commit)
-
-    def _comment_payload(self, repo: Repo, discussion: Discussion, event: Event) -> dict:
-        return self._discussions._comment_payload(repo, discussion, event)
-
-    def _emit_discussion(self, repo: Repo, discussion: Discussion, *, action: str, comment: Event | None) -> None:
-        self._discussions._emit_discussion(repo, discussion, action=action, comment=comment)
 
     # -- webhooks -----------------------------------------------------------------------------------------
 

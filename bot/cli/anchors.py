@@ -94,7 +94,8 @@ def _cmd_verify(args) -> int:
     client = HubClient.from_settings(settings)
     rows, problems = [], 0
     for entry in registry.entries:
-        pinned = entry.sha or (store.anchor_pin(entry.id).sha if store and store.anchor_pin(entry.id) else None)
+        first_use = store.anchor_pin(entry.id) if store is not None and not entry.sha else None
+        pinned = entry.sha or (first_use.sha if first_use else None)
         try:
             head = client.head_sha(entry.repo_id)
             plan = plan_scan(client, entry.repo_id, sha=pinned or head, max_bytes=settings.max_download_bytes)
