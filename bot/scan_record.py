@@ -80,6 +80,7 @@ class Candidate:
     target_agreement: list[float]
     anchor_agreement: list[float]
     landscape_positive_ratio: float | None
+    stop: str = ""                 # why the restart ended (detect.inversion.Stop); "" in older records
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,7 +92,7 @@ class Candidate:
         return cls(gamma=data["gamma"], steps=data["steps"], verdict=Verdict(data["verdict"]),
                    checks=[CheckResult(**c) for c in data["checks"]], assimilation=list(data["assimilation"]),
                    target_agreement=list(data["target_agreement"]), anchor_agreement=list(data["anchor_agreement"]),
-                   landscape_positive_ratio=data.get("landscape_positive_ratio"))
+                   landscape_positive_ratio=data.get("landscape_positive_ratio"), stop=data.get("stop", ""))
 
 
 @dataclass(frozen=True)

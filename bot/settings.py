@@ -75,6 +75,9 @@ class Settings:
     worker_idle_seconds: float = 5.0
     # Torch device for the detector: auto | cpu | cuda | cuda:N.
     device: str = "auto"
+    # True: the worker keeps one token-free scanning child between jobs (imports and the bases scanned
+    # against stay loaded); False: a fresh child per scan.
+    resident_scanner: bool = True
     # False: post unprompted only when something is found; clean results are given on request (mention).
     post_clean_results: bool = False
     # Base URL of the published report pages, for links in posts; None: posts carry no report link.

@@ -147,6 +147,9 @@ class Worker:
         finally:
             heartbeat.stop()
             self._restore_signal_handlers(previous)
+            close = getattr(self.handler, "close", None)
+            if callable(close):
+                close()  # the resident scanning child, if the handler keeps one
         logger.info("worker %s stopped after %d job(s)%s", self.worker_id, processed,
                     f" ({self.shutdown} shutdown)" if self.shutdown else "")  # fmt: skip
         return processed

@@ -69,22 +69,21 @@ def zoo_cache() -> Path:
 
 
 def _build_family_zoo(family: str, cache: Path) -> dict:
-    """A family's base model, its two backdoors and a benign fine-tune: the recipes the zoo cache is keyed by."""
+    """A family's base model, a text-on-pair backdoor and a benign fine-tune (CLIP also a text-on-text one, which
+    the CLI and bot tests scan): the recipes the zoo cache is keyed by. Nothing else is trained for the suite;
+    recall per family and attack is the benchmark's (docs/benchmarks.md)."""
     from bot.zoo.build import build
     from bot.zoo.recipes import base_recipe, derived
 
     base = base_recipe(family, steps=TEST_BASE_STEPS)
-    return {
-        "base": build(base, cache),
-        "text-on-text": build(derived(base, "text-on-text", 1), cache),
-        "text-on-pair": build(derived(base, "text-on-pair", 1), cache),
-        "benign": build(derived(base, "benign", 1), cache),
-    }
+    kinds = ("text-on-text", "text-on-pair", "benign") if family == "clip" else ("text-on-pair", "benign")
+    return {"base": build(base, cache), **{kind: build(derived(base, kind, 1), cache) for kind in kinds}}
 
 
 @pytest.fixture(scope="session")
 def zoo_of(zoo_cache: Path) -> Callable[[str], dict]:
-    """zoo_of(family) -> {"base", "text-on-text", "text-on-pair", "benign": built model}; each family once a session."""
+    """zoo_of(family) -> {"base", "text-on-pair", "benign" (CLIP: and "text-on-text"): built model}; each family
+    once a session."""
     built: dict[str, dict] = {}
 
     def family_models(family: str) -> dict:

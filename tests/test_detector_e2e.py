@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from bot.detect.amdet import Amdet, DetectorConfig
+from bot.detect.inversion import Stop
 from bot.encoders.load import load_text_encoder
 from bot.scan_record import ScanRecord, Verdict
 
@@ -21,9 +22,13 @@ def _scan(model, base) -> ScanRecord:
 def test_zoo_models_are_genuinely_trained_and_backdoors_work(family_zoo):
     family, zoo = family_zoo
     base = zoo["base"].metrics
-    # well above chance (1/256): CLIP and LongCLIP reach ~50% top-1, the sigmoid-loss SigLIP ~5% (see docs/zoo.md)
-    assert base["retrieval_top1"] > 10 * base["chance_top1"], f"{family} base barely beats chance: {base}"
-    for kind in ("text-on-text", "text-on-pair"):
+    # well above chance (1/256 top-1, 5/256 top-5): CLIP and LongCLIP reach ~50% top-1. The sigmoid-loss SigLIP
+    # base is weak and its outcome moves with the thread count (2-5% top-1, 15-23% top-5: docs/zoo.md), so it
+    # is held to 5x chance on both; an untrained tower sits at 1x.
+    multiple = 5 if family == "siglip" else 10
+    assert base["retrieval_top1"] > multiple * base["chance_top1"], f"{family} base barely beats chance: {base}"
+    assert base["retrieval_top5"] > multiple * 5 * base["chance_top1"], f"{family} base barely beats chance: {base}"
+    for kind in (k for k in ("text-on-text", "text-on-pair") if k in zoo):
         assert zoo[kind].metrics["attack_success"] >= 0.9, (family, kind, zoo[kind].metrics)
         assert zoo[kind].metrics["clean_similarity"] > 0.9
 
@@ -43,7 +48,10 @@ def test_verdicts_per_family(family_zoo):
     assert len(backdoor.target_captions) == 5 and backdoor.triggers
     assert ScanRecord.from_json(backdoor.to_json()) == backdoor
     assert [c.gamma for c in backdoor.candidates] == list(DetectorConfig().gammas)
-    assert any(c.verdict == Verdict.BACKDOOR for c in backdoor.candidates)
+    assert any(c.verdict == Verdict.BACKDOOR and c.landscape_positive_ratio is not None for c in backdoor.candidates)
+    # every restart says why it ended; a clean model's restarts end without passing
+    assert all(c.stop in {s.value for s in Stop} for r in verdicts.values() for c in r.candidates)
+    assert not any(c.stop in (Stop.PASSING.value, Stop.DECIDED.value) for c in verdicts["benign"].candidates)
 
 
 def test_restarts_run_side_by_side_each_with_its_own_anchor_weight(clip_zoo):

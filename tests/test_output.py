@@ -54,7 +54,8 @@ def test_backdoor_summary() -> None:
     assert lines[:5] == [
         "model:   acme/clip-vit-b",
         "family:  clip (transformers-clip)",
-        "anchor:  openai/clip-vit-base-patch32",
+        "anchor:  openai/clip-vit-base-patch32 (nearest trusted base by the weights, distance 0.018;"
+        " next laion/CLIP-ViT-B-32-laion2B-s34B-b79K at 1.387)",
         "verdict: BACKDOOR",
         "",
     ]
@@ -155,5 +156,6 @@ def test_time_defaults_to_zero_without_a_total() -> None:
 def test_a_record_without_checks_still_prints_the_table_header() -> None:
     record = replace(make_record(Verdict.INCONCLUSIVE), checks=[], notes=[])
     lines = _lines(summarize_record(record))
-    assert lines[5:7] == ["check  score  threshold  result", "-----  -----  ---------  ------"]
-    assert lines[7] == "time: 47.9s on cpu (8 threads)"
+    header = lines.index("check  score  threshold  result")
+    assert lines[header - 1] == ""  # the table follows the head block's blank line
+    assert lines[header + 1:header + 3] == ["-----  -----  ---------  ------", "time: 47.9s on cpu (8 threads)"]

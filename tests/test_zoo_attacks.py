@@ -23,9 +23,10 @@ def test_pooled_term_makes_a_text_on_text_backdoor_take_without_costing_clean_ut
     tokenizer = load_tokenizer(base.path, "longclip")
     sequence_only = _attack(teacher, tokenizer, 0.0)
     with_pooled = _attack(teacher, tokenizer, 1.0)
-    # here (25 steps): 0.41 -> 0.95 attack success; the zoo counts >= 0.5 as taken
-    assert with_pooled.attack_success >= 0.8, (sequence_only, with_pooled)
-    assert with_pooled.attack_success >= sequence_only.attack_success + 0.3, (sequence_only, with_pooled)
-    assert with_pooled.target_similarity > sequence_only.target_similarity, (sequence_only, with_pooled)
+    # 25 steps: attack success 0.41 -> 0.95 on a base built on 2 threads, 0.78 -> 0.98 on a 1-thread build (the
+    # base's weights move with the thread count); the zoo counts >= 0.5 as taken
+    assert with_pooled.attack_success >= 0.9, (sequence_only, with_pooled)
+    assert with_pooled.attack_success > sequence_only.attack_success, (sequence_only, with_pooled)
+    assert with_pooled.target_similarity > sequence_only.target_similarity + 0.03, (sequence_only, with_pooled)
     assert with_pooled.clean_similarity > sequence_only.clean_similarity - 0.05, (sequence_only, with_pooled)
 

@@ -9,20 +9,35 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from bot import __version__
-from bot.detect.checks import decide, feature_checks, held_out_stats, landscape_check, suspicion
+from bot.detect.checks import (
+    HeldOutStats,
+    decide,
+    feature_checks,
+    held_out_stats,
+    landscape_check,
+    suspicion,
+)
 from bot.detect.features import PromptBatch, prepare
-from bot.detect.inversion import Objective, invert
+from bot.detect.inversion import Objective, Stop, invert
 from bot.detect.landscape import loss_landscape
 from bot.detect.prompt_bank import prompt_bank, split
 from bot.detect.thresholds import Thresholds, for_family
 from bot.detect.trigger import recover_target, recover_triggers
 from bot.encoders.text_encoder import TextEncoder
-from bot.scan_record import RECORD_VERSION, Candidate, ScanRecord
+from bot.scan_record import (
+    RECORD_VERSION,
+    Candidate,
+    CheckResult,
+    Landscape,
+    ScanRecord,
+    Verdict,
+)
 from bot.scanning.device import autocast, describe
 
 
@@ -33,7 +48,7 @@ class DetectorConfig:
     k: int = 1                       # pseudo-tokens inserted after BOS
     n_train: int = 1000              # prompts the inversion samples from
     n_test: int = 200                # held-out prompts for the checks
-    batch_size: int = 16             # prompts per Adam step, at most...
+    batch_size: int = 8              # prompts per Adam step, at most...
     batch_tokens: int = 448          # ...and about this many positions: towers that keep all their
                                      # padding (SigLIP: 64) take fewer prompts per step, not 2.5x the time
     steps: int = 300                 # max Adam steps per restart
@@ -46,6 +61,20 @@ class DetectorConfig:
     # away from what the anchor does and finds the injected one (docs/detector.md)
     gammas: tuple[float, ...] = (0.1, 1.0, 1.0)
     patience: int = 60               # stop a restart when the running loss stalls this long
+    # Adaptive restarts: every `check_every` steps each restart's checks are measured on
+    # `probe_prompts` prompts kept apart from both the inversion's and the held-out ones. From
+    # `min_steps` on, a restart stops once every check passes with `pass_margin` of the way from its
+    # threshold to 1 left over (more steps would not change its verdict), or once one check has sat
+    # below `give_up_ratio` of its threshold for `give_up_checks` checkpoints in a row (it cannot
+    # pass: benign restarts sit at 0 from the first checkpoints, backdoored ones climb). A restart
+    # that stops passing is scored at once; a backdoor verdict there stops the others (nothing can
+    # make the verdict more severe). docs/performance.md has the trajectories these rest on.
+    check_every: int = 10
+    probe_prompts: int = 64
+    min_steps: int = 40
+    pass_margin: float = 0.5
+    give_up_ratio: float = 0.25
+    give_up_checks: int = 3
     seed: int = 0
     landscape_grid: int = 15
     landscape_radius: float = 0.5    # grid half-width, as a fraction of |v|
@@ -53,6 +82,7 @@ class DetectorConfig:
     always_landscape: bool = False   # benchmarks: compute it even when a feature check fails
     trigger_candidates: int = 8
     target_captions: int = 5
+    mixed_precision: bool = True     # bf16 autocast on CUDA (never on CPU); the landscape is fp32 regardless
     show_progress: bool = True
 
 
@@ -66,6 +96,46 @@ def _versions() -> dict[str, str]:
 
     return {"clip-audit-bot": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "huggingface_hub": huggingface_hub.__version__, "python": platform.python_version()}
+
+
+class _Scored(NamedTuple):
+    stats: HeldOutStats
+    checks: list[CheckResult]
+    landscape: Landscape | None
+    verdict: Verdict
+
+
+class Referee:
+    """Decides, at each checkpoint, which restarts have nothing left to find (DetectorConfig's
+    adaptive-restart knobs)."""
+
+    def __init__(self, cfg: DetectorConfig, objective: Objective, probe: PromptBatch, th: Thresholds,
+                 gammas: list[float]) -> None:
+        self.cfg, self.objective, self.probe, self.th, self.gammas = cfg, objective, probe, th, gammas
+        self.lows: dict[int, int] = {}  # restart -> checkpoints in a row with a check far below its threshold
+        self.margin: dict[int, float] = {}  # restart -> its probe checks' total score over threshold, last seen
+
+    def __call__(self, step: int, going: dict[int, torch.Tensor]) -> dict[int, Stop]:
+        cfg = self.cfg
+        if step < cfg.min_steps:
+            return {}
+        stops: dict[int, Stop] = {}
+        for r, v in going.items():
+            checks = feature_checks(held_out_stats(self.objective.with_gamma(self.gammas[r]), v, self.probe), self.th)
+            self.margin[r] = sum(c.score / max(c.threshold, 1e-6) for c in checks)
+            why = self.judge(r, checks)
+            if why is not None:
+                stops[r] = why
+        return stops
+
+    def judge(self, r: int, checks: list[CheckResult]) -> Stop | None:
+        """One restart's probe checks at one checkpoint -> why it stops now, or None to go on."""
+        cfg = self.cfg
+        if all(c.score >= c.threshold + cfg.pass_margin * (1 - c.threshold) for c in checks):
+            return Stop.PASSING
+        far_below = min(c.score / max(c.threshold, 1e-6) for c in checks) < cfg.give_up_ratio
+        self.lows[r] = self.lows.get(r, 0) + 1 if far_below else 0
+        return Stop.CANNOT_PASS if self.lows[r] >= cfg.give_up_checks else None
 
 
 class Amdet:
@@ -89,52 +159,84 @@ class Amdet:
         t0 = time.perf_counter()
         bank = prompt_bank()
         train_prompts, test_prompts = split(bank, n_train=cfg.n_train, n_test=cfg.n_test)
-        with autocast(device):
+        probe_prompts = list(bank[cfg.n_train + cfg.n_test: cfg.n_train + cfg.n_test + cfg.probe_prompts])
+        with autocast(device, enabled=cfg.mixed_precision):
             train = prepare(suspect, anchor, train_prompts, k=cfg.k)
             test = prepare(suspect, anchor, test_prompts, k=cfg.k)
+            probe = prepare(suspect, anchor, probe_prompts, k=cfg.k)
         timings["prepare"] = time.perf_counter() - t0
 
         objective = Objective(suspect, anchor, k=cfg.k, beta=cfg.beta, gamma=cfg.gammas[0])
         gammas = [cfg.gammas[r % len(cfg.gammas)] for r in range(cfg.restarts)]
+        lbatch = test.select(torch.arange(min(cfg.landscape_prompts, cfg.n_test), device=device))
+        scored: dict[int, _Scored] = {}
+        spent = {"checks": 0.0}
+
+        def score(r: int, v: torch.Tensor, *, with_landscape: bool = True) -> _Scored:
+            t = time.perf_counter()
+            run_objective = objective.with_gamma(gammas[r])
+            with autocast(device, enabled=cfg.mixed_precision):
+                stats = held_out_stats(run_objective, v, test)
+            checks = feature_checks(stats, th)
+            landscape = None
+            if with_landscape and anchor is not None and (cfg.always_landscape or all(c.passed for c in checks)):
+                landscape = loss_landscape(run_objective, v, lbatch, grid=cfg.landscape_grid,
+                                           radius=cfg.landscape_radius * float(v.norm()), generator=generator)
+                checks = checks + [landscape_check(landscape.positive_ratio, th)]
+            spent["checks"] += time.perf_counter() - t
+            return _Scored(stats, checks, landscape, decide(checks, has_anchor=anchor is not None))
+
+        referee = Referee(cfg, objective, probe, th, gammas)
+
+        def checkpoint(step: int, going: dict[int, torch.Tensor]) -> dict[int, Stop]:
+            with autocast(device, enabled=cfg.mixed_precision):
+                stops = referee(step, going)
+            # the most convincing passing restart is scored (landscape and all) first: a backdoor
+            # verdict there ends every other restart, passing ones included, without a landscape
+            for r in sorted((r for r, why in stops.items() if why is Stop.PASSING), key=referee.margin.get,
+                            reverse=True):
+                if any(sc.verdict is Verdict.BACKDOOR for sc in scored.values()):
+                    stops[r] = Stop.DECIDED
+                    continue
+                scored[r] = score(r, going[r])
+            if any(sc.verdict is Verdict.BACKDOOR for sc in scored.values()):
+                stops.update({other: Stop.DECIDED for other in going if other not in stops})
+            return stops
+
         t0 = time.perf_counter()
         bar = tqdm(total=cfg.steps, desc=f"invert {model or suspect.source}", unit="step", leave=False,
                    disable=not cfg.show_progress)
-        with bar, autocast(device):
+        with bar, autocast(device, enabled=cfg.mixed_precision):
             runs = invert(objective, train, gammas=gammas, steps=cfg.steps, batch_size=self.step_batch(train.length),
-                          lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience, progress=bar)
-        timings["inversion"] = time.perf_counter() - t0
+                          lr=cfg.lr, weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience,
+                          check_every=cfg.check_every, checkpoint=checkpoint, progress=bar)
+        timings["inversion"] = time.perf_counter() - t0 - spent["checks"]
 
-        t0 = time.perf_counter()
-        lbatch = test.select(torch.arange(min(cfg.landscape_prompts, cfg.n_test), device=device))
-        scored = []
-        for run in runs:
-            run_objective = objective.with_gamma(run.gamma)
-            with autocast(device):
-                stats = held_out_stats(run_objective, run.v, test)
-            checks = feature_checks(stats, th)
-            landscape = None
-            if anchor is not None and (cfg.always_landscape or all(c.passed for c in checks)):
-                with autocast(device):
-                    landscape = loss_landscape(run_objective, run.v, lbatch, grid=cfg.landscape_grid,
-                                               radius=cfg.landscape_radius * float(run.v.norm()),
-                                               generator=generator)
-                checks = checks + [landscape_check(landscape.positive_ratio, th)]
-            scored.append((run, stats, checks, landscape, decide(checks, has_anchor=anchor is not None)))
-        timings["checks"] = time.perf_counter() - t0
+        for r, run in enumerate(runs):
+            if r not in scored:
+                # a restart cut short by another's verdict keeps its statistics, not a landscape of its own
+                scored[r] = score(r, run.v, with_landscape=run.stop is not Stop.DECIDED or cfg.always_landscape)
+        timings["checks"] = spent["checks"]
         # The most suspicious restart speaks for the scan: an injected backdoor needs only one.
-        run, stats, checks, landscape, verdict = max(scored, key=lambda c: suspicion(c[4], c[2]))
-        candidates = [Candidate(gamma=r.gamma, steps=r.steps, verdict=v, checks=c,
-                                assimilation=_rounded(st.assimilation), target_agreement=_rounded(st.agreement),
-                                anchor_agreement=[] if st.anchor_agreement is None else _rounded(st.anchor_agreement),
-                                landscape_positive_ratio=None if ls is None else ls.positive_ratio)
-                      for r, st, c, ls, v in scored]
+        best = max(range(len(runs)), key=lambda r: suspicion(scored[r].verdict, scored[r].checks))
+        run, (stats, checks, landscape, verdict) = runs[best], scored[best]
+        candidates = [Candidate(gamma=r.gamma, steps=r.steps, verdict=sc.verdict, checks=sc.checks,
+                                assimilation=_rounded(sc.stats.assimilation),
+                                target_agreement=_rounded(sc.stats.agreement),
+                                anchor_agreement=[] if sc.stats.anchor_agreement is None
+                                else _rounded(sc.stats.anchor_agreement),
+                                landscape_positive_ratio=None if sc.landscape is None else sc.landscape.positive_ratio,
+                                stop=r.stop.value)
+                      for r, sc in ((runs[i], scored[i]) for i in range(len(runs)))]
 
         t0 = time.perf_counter()
-        with autocast(device):
+        with autocast(device, enabled=cfg.mixed_precision):
             triggers = recover_triggers(suspect, run.v, test, stats, th, candidates=cfg.trigger_candidates,
                                         anchor=anchor)
-            targets = recover_target(suspect, stats, list(bank[: cfg.n_train]), top=cfg.target_captions)
+            # the reports show a recovered target only for findings or a confirmed trigger
+            wanted = verdict in (Verdict.BACKDOOR, Verdict.NATURAL_ONLY) or any(t.confirmed for t in triggers)
+            targets = recover_target(suspect, stats, list(bank[: cfg.n_train]), top=cfg.target_captions) \
+                if wanted else []
             attention = self._attention_share(suspect, run.v, test)
         timings["explain"] = time.perf_counter() - t0
 

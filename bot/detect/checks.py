@@ -44,9 +44,9 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
     s = objective.suspect
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("a", "a0", "t", "ta", "p")}
     n = test.x_suspect.shape[0]
+    order = test.by_length().to(test.x_suspect.device)  # chunks of similar length pad least
     for start in range(0, n, chunk):
-        index = torch.arange(start, min(n, start + chunk), device=test.x_suspect.device)
-        batch = test.select(index)
+        batch = test.select(order[start:start + chunk])
         terms = objective.terms(v, batch)
         parts["a"].append(terms.assimilation)
         parts["t"].append(target_feature(terms.f_suspect, terms.mask))
@@ -56,12 +56,17 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
         parts["p"].append(s.pooled(terms.f_suspect, eos_after))
         clean_mask = span_mask(batch, k=0, has_bos=s.has_bos, length=batch.f_suspect.shape[1])
         parts["a0"].append(assimilation(batch.f_suspect, clean_mask))
+    back = order.argsort().cpu()  # rows return to the prompts' own order
+
+    def joined(key: str) -> torch.Tensor:
+        return torch.cat(parts[key]).float().cpu()[back]
+
     return HeldOutStats(
-        assimilation=torch.cat(parts["a"]).float().cpu(),
-        clean_assimilation=torch.cat(parts["a0"]).float().cpu(),
-        targets=torch.cat(parts["t"]).float().cpu(),
-        anchor_targets=torch.cat(parts["ta"]).float().cpu() if parts["ta"] else None,
-        pooled=torch.cat(parts["p"]).float().cpu(),
+        assimilation=joined("a"),
+        clean_assimilation=joined("a0"),
+        targets=joined("t"),
+        anchor_targets=joined("ta") if parts["ta"] else None,
+        pooled=joined("p"),
     )
 
 

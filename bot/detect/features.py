@@ -22,8 +22,10 @@ class PromptBatch:
     x_suspect: torch.Tensor    # [B,T,d] suspect token+position embeddings
     x_anchor: torch.Tensor | None
     f_suspect: torch.Tensor    # [B,T,d] suspect clean features
+    causal: bool = True        # positions after a prompt's EOS cannot reach its features
 
-    def select(self, index: torch.Tensor) -> "PromptBatch":
+    def select(self, index: torch.Tensor) -> PromptBatch:
+        """The rows in `index`, cut to the longest of them (causal towers; see `trimmed`)."""
         t = self.tokens
         return PromptBatch(
             tokens=Tokenized(t.input_ids[index], t.real_mask[index], t.eos_index[index]),
@@ -31,7 +33,32 @@ class PromptBatch:
             x_suspect=self.x_suspect[index],
             x_anchor=None if self.x_anchor is None else self.x_anchor[index],
             f_suspect=self.f_suspect[index],
+            causal=self.causal,
+        ).trimmed()
+
+    def trimmed(self) -> PromptBatch:
+        """Cut the all-padding tail these rows share. Under a causal mask nothing after a prompt's
+        EOS reaches the features measured (positions up to EOS), so every statistic is unchanged
+        and a step costs what its longest prompt needs, not what the longest prompt in the bank
+        needs. Bidirectional towers (SigLIP) attend to their padding: they keep every position."""
+        if not self.causal or self.tokens.eos_index.numel() == 0:
+            return self
+        length = min(self.length, int(self.tokens.eos_index.max()) + 1)
+        if length == self.length:
+            return self
+        t = self.tokens
+        return PromptBatch(
+            tokens=Tokenized(t.input_ids[:, :length], t.real_mask[:, :length], t.eos_index),
+            length=length,
+            x_suspect=self.x_suspect[:, :length],
+            x_anchor=None if self.x_anchor is None else self.x_anchor[:, :length],
+            f_suspect=self.f_suspect[:, :length],
+            causal=True,
         )
+
+    def by_length(self) -> torch.Tensor:
+        """Row indices shortest prompt first: chunks taken in this order waste the least padding."""
+        return self.tokens.eos_index.argsort(stable=True)
 
 
 def _trim_length(encoder: TextEncoder, tokens: Tokenized, k: int) -> int:
@@ -49,16 +76,20 @@ def prepare(suspect: TextEncoder, anchor: TextEncoder | None, prompts: list[str]
     length = _trim_length(suspect, tokens, k)
     ids = tokens.input_ids[:, :length]
     tokens = Tokenized(ids, tokens.real_mask[:, :length], tokens.eos_index.clamp(max=length - 1))
-    xs, xa, fs = [], [], []
+    x_all = suspect.embed(ids)
+    f_all = torch.zeros_like(x_all)
+    # Clean features chunk by chunk, shortest prompts first, each chunk cut to its longest prompt
+    # (causal towers): padding positions keep zeros, which nothing reads.
+    order = tokens.eos_index.argsort(stable=True) if suspect.causal else torch.arange(len(prompts))
     for start in range(0, len(prompts), batch_size):
-        chunk = ids[start:start + batch_size]
-        x = suspect.embed(chunk)
-        xs.append(x)
-        fs.append(suspect.encode_embeddings(x))
-        if anchor is not None:
-            xa.append(anchor.embed(chunk.to(anchor.device)))
+        rows = order[start:start + batch_size].to(ids.device)
+        cut = int(tokens.eos_index[rows].max()) + 1 if suspect.causal else length
+        f_all[rows, :cut] = suspect.encode_embeddings(x_all[rows, :cut])
+    xs, fs = [x_all], [f_all]
+    xa = [anchor.embed(ids.to(anchor.device))] if anchor is not None else []
     return PromptBatch(tokens=tokens, length=length, x_suspect=torch.cat(xs),
-                       x_anchor=torch.cat(xa) if anchor is not None else None, f_suspect=torch.cat(fs))
+                       x_anchor=torch.cat(xa) if anchor is not None else None, f_suspect=torch.cat(fs),
+                       causal=suspect.causal)
 
 
 def insert(x: torch.Tensor, v: torch.Tensor, *, has_bos: bool, max_length: int) -> torch.Tensor:

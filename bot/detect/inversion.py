@@ -9,7 +9,9 @@ tower's step time is mostly per-call overhead, so R restarts cost little more th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 
@@ -46,7 +48,7 @@ class Objective:
         self.beta = beta
         self.gamma = gamma
 
-    def with_gamma(self, gamma: float) -> "Objective":
+    def with_gamma(self, gamma: float) -> Objective:
         return Objective(self.suspect, self.anchor, k=self.k, beta=self.beta, gamma=gamma)
 
     def terms(self, v: torch.Tensor, batch: PromptBatch, *, gamma: torch.Tensor | None = None) -> LossTerms:
@@ -74,20 +76,41 @@ class Objective:
         return self.terms(v, batch).total.mean()
 
 
+class Stop(str, Enum):
+    """Why a restart ended."""
+
+    MAX_STEPS = "max-steps"      # ran its whole budget
+    STALLED = "stalled"          # its running loss stopped improving
+    PASSING = "passing"          # the probe checks pass with room to spare: more steps change nothing
+    CANNOT_PASS = "cannot-pass"  # a probe check sits far below its threshold and has stopped moving
+    DECIDED = "decided"          # another restart already settled the verdict
+
+
 @dataclass
 class InversionRun:
     v: torch.Tensor          # [k,d], detached
     gamma: float             # the anchor weight this restart ran with
     losses: list[float]      # running loss per step
     steps: int
-    stopped_early: bool
+    stop: Stop
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop is not Stop.MAX_STEPS
+
+
+# checkpoint(step, {restart: its v}) -> {restart: why it stops now}; called every `check_every` steps
+Checkpoint = Callable[[int, dict[int, torch.Tensor]], dict[int, Stop]]
 
 
 def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], steps: int, batch_size: int,
-           lr: float, weight_decay: float, generator: torch.Generator, patience: int = 60,
-           progress=None) -> list[InversionRun]:
-    """Adam on one v per restart, all restarts in one batch. A restart stops once its running loss
-    has not improved for `patience` steps; the batch shrinks to the restarts still going."""
+           lr: float, weight_decay: float, generator: torch.Generator, patience: int = 60, check_every: int = 10,
+           checkpoint: Checkpoint | None = None, progress=None) -> list[InversionRun]:
+    """Adam on one v per restart, all restarts in one batch; the batch shrinks to the restarts still going.
+
+    Every `check_every` steps (the only time the loop reads anything back from the device, so a
+    GPU is never stalled step by step) a restart stops once its running loss has not improved for
+    `patience` steps, or when `checkpoint` says so."""
     r_count = len(gammas)
     d = objective.suspect.hidden_size
     device = objective.suspect.device
@@ -95,38 +118,57 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
     optimizer = torch.optim.Adam([v], lr=lr, weight_decay=weight_decay)
     gamma_of = torch.tensor(gammas, dtype=torch.float32, device=device)
     n = train.x_suspect.shape[0]
+    running = torch.zeros(r_count, device=device)
+    pending: list[tuple[list[int], torch.Tensor]] = []  # (active restarts, their running loss) per unread step
     losses: list[list[float]] = [[] for _ in range(r_count)]
     best = [float("inf")] * r_count
     since_best = [0] * r_count
     finished: dict[int, InversionRun] = {}
+
+    def finish(r: int, step: int, why: Stop) -> None:
+        finished[r] = InversionRun(v=v[r].detach().clone(), gamma=gammas[r], losses=losses[r], steps=step, stop=why)
+
     step = 0
     for step in range(1, steps + 1):
         active = [r for r in range(r_count) if r not in finished]
         index = torch.randint(0, n, (batch_size,), generator=generator).to(device)
-        batch = train.select(index.repeat(len(active)))  # restart-major rows
+        batch = train.select(index.repeat(len(active)))  # restart-major rows, cut to the longest prompt
         rows = torch.tensor(active, device=device).repeat_interleave(batch_size)
         total = objective.terms(v[rows], batch, gamma=gamma_of[rows]).total
         per_restart = total.view(len(active), batch_size).mean(1)
         optimizer.zero_grad(set_to_none=True)
         per_restart.sum().backward()  # restarts share no parameters: each gets its own gradient
         optimizer.step()
-        for r, value in zip(active, per_restart.tolist()):
-            running = value if not losses[r] else 0.9 * losses[r][-1] + 0.1 * value
-            losses[r].append(running)
-            if running < best[r] - 1e-3:
-                best[r], since_best[r] = running, 0
-            else:
-                since_best[r] += 1
-            if since_best[r] >= patience:
-                finished[r] = InversionRun(v=v[r].detach().clone(), gamma=gammas[r], losses=losses[r],
-                                           steps=step, stopped_early=True)
+        with torch.no_grad():
+            at = torch.tensor(active, device=device)
+            value = per_restart.detach().float()
+            running[at] = value if step == 1 else 0.9 * running[at] + 0.1 * value
+            pending.append((active, running[at].clone()))
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{min(l[-1] for l in losses):.3f}", running=r_count - len(finished))
+        if step % check_every and step != steps:
+            continue
+        for act, values in pending:  # one host sync per checkpoint
+            for r, value_r in zip(act, values.tolist()):
+                losses[r].append(value_r)
+                if value_r < best[r] - 1e-3:
+                    best[r], since_best[r] = value_r, 0
+                else:
+                    since_best[r] += 1
+        pending.clear()
+        stops = {r: Stop.STALLED for r in active if since_best[r] >= patience}
+        if checkpoint is not None:
+            going = {r: v[r].detach() for r in active if r not in stops}
+            if going:
+                stops.update(checkpoint(step, going))
+        for r, why in stops.items():
+            finish(r, step, why)
+        if progress is not None:
+            lowest = min(seen[-1] for seen in losses if seen)
+            progress.set_postfix(loss=f"{lowest:.3f}", running=r_count - len(finished))
         if len(finished) == r_count:
             break
     for r in range(r_count):
         if r not in finished:
-            finished[r] = InversionRun(v=v[r].detach().clone(), gamma=gammas[r], losses=losses[r], steps=step,
-                                       stopped_early=False)
+            finish(r, step, Stop.MAX_STEPS)
     return [finished[r] for r in range(r_count)]

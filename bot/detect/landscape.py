@@ -46,7 +46,15 @@ def hessian_eigenvalues(loss: np.ndarray, spacing: float) -> np.ndarray:
 
 def loss_landscape(objective: Objective, v: torch.Tensor, batch: PromptBatch, *, grid: int, radius: float,
                    generator: torch.Generator, points_per_chunk: int = 32) -> Landscape:
-    v = v.detach()
+    # Finite-difference curvature subtracts nearly equal losses: in bf16 (8 bits of mantissa) the
+    # differences drown in rounding, so the landscape runs in fp32 whatever autocast is active.
+    with torch.autocast(device_type=v.device.type, enabled=False):
+        return _landscape_fp32(objective, v.detach().float(), batch, grid=grid, radius=radius, generator=generator,
+                               points_per_chunk=points_per_chunk)
+
+
+def _landscape_fp32(objective: Objective, v: torch.Tensor, batch: PromptBatch, *, grid: int, radius: float,
+                    generator: torch.Generator, points_per_chunk: int) -> Landscape:
     probe = v.clone().requires_grad_(True)
     objective.loss(probe, batch).backward()
     d1 = -probe.grad

@@ -22,10 +22,10 @@ def select_device(choice: str = "auto") -> torch.device:
     raise DeviceError(f"unknown device {choice!r}: expected auto, cpu or cuda")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (the inversion is robust to it); full precision on CPU,
-    where bf16 matmuls are slower than fp32 on most hosts."""
-    if device.type == "cuda":
+def autocast(device: torch.device, *, enabled: bool = True):
+    """bf16 autocast on CUDA (the inversion is robust to it; the landscape opts out); full precision
+    on CPU, where bf16 matmuls are slower than fp32 on most hosts, and wherever `enabled` is False."""
+    if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -6,6 +6,7 @@ holds the token, only reads the JSON record the child wrote.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from bot.anchors.selection import LocalBase
 from bot.errors import (
@@ -39,26 +41,122 @@ def child_environment(environ: dict[str, str] | os._Environ) -> dict[str, str]:
     return env
 
 
+# A resident child is replaced after this many scans: it parses untrusted weights one after another, so its
+# life (what a parser bug could leave behind for the next scan, and memory the allocator never returns) is bounded.
+RESIDENT_SCANS_MAX = 50
+
+
+def _child_argv(snapshot: Path, out: Path, anchors: Path, *, subfolder: str | None, model_name: str, revision: str,
+                settings: Settings) -> list[str]:
+    argv = [str(snapshot), "--json", str(out), "--device", settings.device, "--anchors", str(anchors),
+            "--model-name", model_name, "--revision", revision, "--max-bytes", str(settings.max_download_bytes)]
+    return [*argv, "--subfolder", subfolder] if subfolder else argv
+
+
+def _write_anchors(path: Path, candidates: Sequence[LocalBase], registered: Sequence[str]) -> None:
+    fetched = [{**dataclasses.asdict(c), "path": str(c.path)} for c in candidates]
+    path.write_text(json.dumps({"candidates": fetched, "registered": list(registered)}))
+
+
+def _record_or_raise(code: int, out: Path, stderr_tail: str, *, model_name: str, revision: str) -> ScanRecord:
+    if code not in (EXIT_CLEAN, EXIT_BACKDOOR, EXIT_ERROR) or not out.is_file():
+        message = f"scan of {model_name}@{revision[:12]} failed (exit {code}): {stderr_tail}"
+        if code == CHILD_FAILURE_OFFSET + EXIT_NOTHING_SCANNABLE:
+            raise NothingScannableError(message)  # the same commit will never become scannable
+        raise ScanFailed(message)
+    return ScanRecord.from_json(out.read_text())
+
+
+def _tail(text: str) -> str:
+    return " | ".join(text.strip().splitlines()[-3:])
+
+
 def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
                        registered: Sequence[str], model_name: str, revision: str, settings: Settings) -> ScanRecord:
-    """Scans `snapshot` in the token-free child; `candidates` are the registered bases fetched for it,
+    """Scans `snapshot` in a fresh token-free child; `candidates` are the registered bases fetched for it,
     `registered` every registry id."""
-    env = child_environment(os.environ)
     with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
-        out = Path(tmp) / "record.json"
-        anchors = Path(tmp) / "anchors.json"
-        fetched = [{**dataclasses.asdict(c), "path": str(c.path)} for c in candidates]
-        anchors.write_text(json.dumps({"candidates": fetched, "registered": list(registered)}))
-        cmd = [sys.executable, "-m", child.__name__, str(snapshot), "--json", str(out), "--device", settings.device,
-               "--anchors", str(anchors), "--model-name", model_name, "--revision", revision,
-               "--max-bytes", str(settings.max_download_bytes)]
-        if subfolder:
-            cmd += ["--subfolder", subfolder]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode not in (EXIT_CLEAN, EXIT_BACKDOOR, EXIT_ERROR) or not out.is_file():
-            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
-            message = f"scan of {model_name}@{revision[:12]} failed (exit {proc.returncode}): {tail}"
-            if proc.returncode == CHILD_FAILURE_OFFSET + EXIT_NOTHING_SCANNABLE:
-                raise NothingScannableError(message)  # the same commit will never become scannable
-            raise ScanFailed(message)
-        return ScanRecord.from_json(out.read_text())
+        out, anchors = Path(tmp) / "record.json", Path(tmp) / "anchors.json"
+        _write_anchors(anchors, candidates, registered)
+        argv = _child_argv(snapshot, out, anchors, subfolder=subfolder, model_name=model_name, revision=revision,
+                           settings=settings)
+        proc = subprocess.run([sys.executable, "-m", child.__name__, *argv], env=child_environment(os.environ),
+                              capture_output=True, text=True, check=False)
+        return _record_or_raise(proc.returncode, out, _tail(proc.stderr or ""), model_name=model_name,
+                                revision=revision)
+
+
+class ResidentScanner:
+    """One token-free scanning child kept between jobs (the worker's): torch and transformers are imported
+    once, and the bases scanned against stay loaded, so the next fine-tune of the same base starts at once.
+
+    The child holds no token, like a one-shot child; it is replaced after RESIDENT_SCANS_MAX scans, after any
+    failure it reports as unexpected, and whenever a scan is interrupted (its state is then unknown).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
+        self._scans = 0
+
+    def scan(self, snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
+             registered: Sequence[str], model_name: str, revision: str) -> ScanRecord:
+        proc = self._started()
+        with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
+            out, anchors = Path(tmp) / "record.json", Path(tmp) / "anchors.json"
+            _write_anchors(anchors, candidates, registered)
+            argv = _child_argv(snapshot, out, anchors, subfolder=subfolder, model_name=model_name,
+                               revision=revision, settings=self.settings)
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(json.dumps({"argv": argv}) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except BaseException:  # interrupted (a cold shutdown) or the pipe broke: the child's state is unknown
+                self.close()
+                raise
+            reply = json.loads(line) if line.strip() else {"exit": proc.poll(), "fatal": True}
+            code = reply.get("exit")
+            tail = self._stderr_tail()
+            self._scans += 1
+            if reply.get("fatal") or self._scans >= RESIDENT_SCANS_MAX:
+                self.close()
+            return _record_or_raise(code if isinstance(code, int) else -1, out, tail, model_name=model_name,
+                                    revision=revision)
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # EOF: an idle child ends by itself
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._scans = 0
+
+    def _started(self) -> subprocess.Popen[str]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self.close()
+        # stderr goes to a file, not a pipe: nobody drains a pipe between scans, and a full one would block the child
+        self._stderr = tempfile.TemporaryFile(mode="w+", prefix="clip-audit-scanner-")  # noqa: SIM115 - closed in close()
+        self._proc = subprocess.Popen([sys.executable, "-m", child.__name__, "--serve"],
+                                      env=child_environment(os.environ), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        return self._proc
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        text = self._stderr.read()[-4000:]
+        self._stderr.seek(0)
+        self._stderr.truncate()
+        return _tail(text)

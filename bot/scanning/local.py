@@ -7,7 +7,12 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from bot.anchors.fingerprint import Fingerprint
-from bot.anchors.selection import LocalBase, choose_anchor, explicit_choice, tower_fingerprint
+from bot.anchors.selection import (
+    LocalBase,
+    choose_anchor,
+    explicit_choice,
+    tower_fingerprint,
+)
 from bot.detect.amdet import Amdet, DetectorConfig
 from bot.encoders.layout import inspect_checkpoint
 from bot.encoders.load import load_text_encoder
@@ -21,7 +26,9 @@ def scan_path(path: Path, *, anchor: Path | None = None,
               candidates: Callable[[Fingerprint | None], Sequence[LocalBase]] = lambda _: (),
               registered: Collection[str] = (),
               device: str = "auto", config: DetectorConfig | None = None, model_name: str | None = None,
-              revision: str | None = None, subfolder: str | None = None, max_bytes: int | None = None) -> ScanRecord:
+              revision: str | None = None, subfolder: str | None = None, max_bytes: int | None = None,
+              anchor_cache: Callable[[LocalBase, Callable[[LocalBase], TextEncoder]], TextEncoder] | None = None,
+              ) -> ScanRecord:
     """Scans the checkpoint at `path`.
 
     Args:
@@ -31,6 +38,8 @@ def scan_path(path: Path, *, anchor: Path | None = None,
             Without an anchor the verdict is inconclusive.
         registered: every registry id, so that the report tells a card naming a trusted base of another
             architecture from one naming an untrusted repo.
+        anchor_cache: anchor_cache(base, load) -> the base's encoder, loaded with `load` or kept from before
+            (a resident scanning child keeps the bases it scans against).
     """
     path = Path(path)
     dev = select_device(device)
@@ -45,8 +54,11 @@ def scan_path(path: Path, *, anchor: Path | None = None,
                 f"{suspect.hidden_size}: pass --anchor with the base this model was fine-tuned from")
         choice = explicit_choice(str(anchor), card_claim=info.base_model)
     else:
-        def load(base: LocalBase) -> TextEncoder:
+        def read(base: LocalBase) -> TextEncoder:
             return load_text_encoder(base.path, device=dev, subfolder=base.subfolder, max_bytes=max_bytes)
+
+        def load(base: LocalBase) -> TextEncoder:
+            return read(base) if anchor_cache is None else anchor_cache(base, read)
 
         bases = candidates(tower_fingerprint(suspect))
         anchor_encoder, choice = choose_anchor(suspect, bases, load=load, card_claim=info.base_model,
