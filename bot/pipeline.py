@@ -12,7 +12,7 @@ from bot.hub.families import plan_scan
 from bot.hub.fetch import evict, fetch_snapshot
 from bot.publish.poster import Publisher
 from bot.scan_record import ScanRecord
-from bot.scanning.isolation import ResidentScanner, scan_in_subprocess
+from bot.scanning.isolation import OneShotScanner, ResidentScanner
 from bot.settings import Settings
 from bot.state.store import Job, Store
 
@@ -28,7 +28,7 @@ class JobHandler:
         self.api = api
         self.settings = settings
         self.publisher = publisher
-        self.scanner = ResidentScanner(settings) if settings.resident_scanner else None
+        self.scanner = ResidentScanner(settings) if settings.resident_scanner else OneShotScanner(settings)
 
     def __call__(self, job: Job) -> None:
         existing = self.store.get_scan(job.repo_id, job.sha)
@@ -44,8 +44,7 @@ class JobHandler:
 
     def close(self) -> None:
         """Ends the resident scanning child, if one is running."""
-        if self.scanner is not None:
-            self.scanner.close()
+        self.scanner.close()
 
     def _scan(self, job: Job) -> ScanRecord:
         s = self.settings
@@ -56,13 +55,8 @@ class JobHandler:
         # The anchor comes from the registry, chosen by the weights; the card is never asked (bot/anchors/).
         bases, problems = fetch_candidates(plan.fingerprint, registry=self.registry, client=self.api,
                                            store=self.store, settings=s)
-        if self.scanner is not None:
-            record = self.scanner.scan(snapshot, subfolder=subfolder, candidates=bases, registered=self.registry.ids,
-                                       model_name=job.repo_id, revision=job.sha)
-        else:
-            record = scan_in_subprocess(snapshot, subfolder=subfolder, candidates=bases,
-                                        registered=self.registry.ids, model_name=job.repo_id, revision=job.sha,
-                                        settings=s)
+        record = self.scanner.scan(snapshot, subfolder=subfolder, candidates=bases, registered=self.registry.ids,
+                                   model_name=job.repo_id, revision=job.sha)
         # Snapshots are kept by commit sha: the suspect's, and its candidate bases' (the next fine-tune needs them).
         evict(s.cache_dir, s.cache_max_bytes, keep=(job.sha, *(base.sha for base in bases if base.sha)))
         return dataclasses.replace(record, notes=[*record.notes, *problems]) if problems else record

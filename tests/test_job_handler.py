@@ -4,6 +4,7 @@ reach the detector."""
 
 from __future__ import annotations
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import struct  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -194,15 +195,21 @@ def _truncated(path: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("resident", [True, False], ids=["resident-child", "one-shot-child"])
 def test_truncated_safetensors_fails_in_the_scanner_and_records_no_scan(hub: EmulatorHandle, bot: Bot,
-                                                                        tmp_path: Path) -> None:
+                                                                        tmp_path: Path, resident: bool) -> None:
     # The header passes planning (it names a text tower); the scanning child finds the data cut short.
     weights = _truncated(tmp_path / "truncated.safetensors", tmp_path)
     sha = hub.state.create_repo(REPO, files={"config.json": CLIP_CONFIG, "model.safetensors": weights,
                                              "vocab.json": VOCAB, "merges.txt": MERGES})  # fmt: skip
+    bot.settings = dataclasses.replace(bot.settings, resident_scanner=resident)
+    handler = bot.handler()
 
     with pytest.raises(ClipAuditError) as failed:
-        bot.handler()(_job(bot, REPO, sha))
+        try:
+            handler(_job(bot, REPO, sha))
+        finally:
+            handler.close()
 
     assert isinstance(failed.value, ScanFailed), failed.value
     assert "truncated" in str(failed.value) and sha[:12] in str(failed.value)

@@ -85,10 +85,8 @@ def prepare(suspect: TextEncoder, anchor: TextEncoder | None, prompts: list[str]
         rows = order[start:start + batch_size].to(ids.device)
         cut = int(tokens.eos_index[rows].max()) + 1 if suspect.causal else length
         f_all[rows, :cut] = suspect.encode_embeddings(x_all[rows, :cut])
-    xs, fs = [x_all], [f_all]
-    xa = [anchor.embed(ids.to(anchor.device))] if anchor is not None else []
-    return PromptBatch(tokens=tokens, length=length, x_suspect=torch.cat(xs),
-                       x_anchor=torch.cat(xa) if anchor is not None else None, f_suspect=torch.cat(fs),
+    x_anchor = anchor.embed(ids.to(anchor.device)) if anchor is not None else None
+    return PromptBatch(tokens=tokens, length=length, x_suspect=x_all, x_anchor=x_anchor, f_suspect=f_all,
                        causal=suspect.causal)
 
 

@@ -46,16 +46,18 @@ def child_environment(environ: dict[str, str] | os._Environ) -> dict[str, str]:
 RESIDENT_SCANS_MAX = 50
 
 
-def _child_argv(snapshot: Path, out: Path, anchors: Path, *, subfolder: str | None, model_name: str, revision: str,
-                settings: Settings) -> list[str]:
-    argv = [str(snapshot), "--json", str(out), "--device", settings.device, "--anchors", str(anchors),
-            "--model-name", model_name, "--revision", revision, "--max-bytes", str(settings.max_download_bytes)]
-    return [*argv, "--subfolder", subfolder] if subfolder else argv
-
-
-def _write_anchors(path: Path, candidates: Sequence[LocalBase], registered: Sequence[str]) -> None:
-    fetched = [{**dataclasses.asdict(c), "path": str(c.path)} for c in candidates]
-    path.write_text(json.dumps({"candidates": fetched, "registered": list(registered)}))
+@contextlib.contextmanager
+def _scan_request(snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
+                  registered: Sequence[str], model_name: str, revision: str, settings: Settings):
+    """A scratch folder holding the candidate bases for the child -> (where the child writes its record,
+    the child's arguments); removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
+        out, anchors = Path(tmp) / "record.json", Path(tmp) / "anchors.json"
+        fetched = [{**dataclasses.asdict(c), "path": str(c.path)} for c in candidates]
+        anchors.write_text(json.dumps({"candidates": fetched, "registered": list(registered)}))
+        argv = [str(snapshot), "--json", str(out), "--device", settings.device, "--anchors", str(anchors),
+                "--model-name", model_name, "--revision", revision, "--max-bytes", str(settings.max_download_bytes)]
+        yield out, [*argv, "--subfolder", subfolder] if subfolder else argv
 
 
 def _record_or_raise(code: int, out: Path, stderr_tail: str, *, model_name: str, revision: str) -> ScanRecord:
@@ -71,19 +73,25 @@ def _tail(text: str) -> str:
     return " | ".join(text.strip().splitlines()[-3:])
 
 
-def scan_in_subprocess(snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
-                       registered: Sequence[str], model_name: str, revision: str, settings: Settings) -> ScanRecord:
-    """Scans `snapshot` in a fresh token-free child; `candidates` are the registered bases fetched for it,
-    `registered` every registry id."""
-    with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
-        out, anchors = Path(tmp) / "record.json", Path(tmp) / "anchors.json"
-        _write_anchors(anchors, candidates, registered)
-        argv = _child_argv(snapshot, out, anchors, subfolder=subfolder, model_name=model_name, revision=revision,
-                           settings=settings)
-        proc = subprocess.run([sys.executable, "-m", child.__name__, *argv], env=child_environment(os.environ),
-                              capture_output=True, text=True, check=False)
-        return _record_or_raise(proc.returncode, out, _tail(proc.stderr or ""), model_name=model_name,
-                                revision=revision)
+class OneShotScanner:
+    """A fresh token-free child per scan (ResidentScanner's interface; `Settings.resident_scanner` False)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def scan(self, snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
+             registered: Sequence[str], model_name: str, revision: str) -> ScanRecord:
+        """Scans `snapshot` in a fresh child; `candidates` are the registered bases fetched for it,
+        `registered` every registry id."""
+        with _scan_request(snapshot, subfolder=subfolder, candidates=candidates, registered=registered,
+                           model_name=model_name, revision=revision, settings=self.settings) as (out, argv):
+            proc = subprocess.run([sys.executable, "-m", child.__name__, *argv], env=child_environment(os.environ),
+                                  capture_output=True, text=True, check=False)
+            return _record_or_raise(proc.returncode, out, _tail(proc.stderr or ""), model_name=model_name,
+                                    revision=revision)
+
+    def close(self) -> None:
+        """Nothing to end: each child ends with its scan."""
 
 
 class ResidentScanner:
@@ -103,11 +111,8 @@ class ResidentScanner:
     def scan(self, snapshot: Path, *, subfolder: str | None, candidates: Sequence[LocalBase],
              registered: Sequence[str], model_name: str, revision: str) -> ScanRecord:
         proc = self._started()
-        with tempfile.TemporaryDirectory(prefix="clip-audit-scan-") as tmp:
-            out, anchors = Path(tmp) / "record.json", Path(tmp) / "anchors.json"
-            _write_anchors(anchors, candidates, registered)
-            argv = _child_argv(snapshot, out, anchors, subfolder=subfolder, model_name=model_name,
-                               revision=revision, settings=self.settings)
+        with _scan_request(snapshot, subfolder=subfolder, candidates=candidates, registered=registered,
+                           model_name=model_name, revision=revision, settings=self.settings) as (out, argv):
             try:
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.write(json.dumps({"argv": argv}) + "\n")
