@@ -121,7 +121,12 @@ class ResidentScanner:
             except BaseException:  # interrupted (a cold shutdown) or the pipe broke: the child's state is unknown
                 self.close()
                 raise
-            reply = json.loads(line) if line.strip() else {"exit": proc.poll(), "fatal": True}
+            try:
+                reply = json.loads(line)
+            except ValueError:  # no reply (the child died) or a torn one: either way it is not trusted again
+                reply = {"exit": proc.poll(), "fatal": True}
+            if not isinstance(reply, dict):
+                reply = {"exit": None, "fatal": True}
             code = reply.get("exit")
             tail = self._stderr_tail()
             self._scans += 1
