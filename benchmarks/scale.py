@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/scale.py                       # every tower, fp32 and bf16, on the best device
     .venv/bin/python benchmarks/scale.py --towers vit-l-14 --dtypes bf16 --whole   # on a GPU: run the scan whole
 
-Towers are randomly initialised transformers models shaped like the public ones (random weights time
+Towers are randomly initialised (`TextTower.random`), shaped like the public ones (random weights time
 the same as trained ones; the verdict of such a scan means nothing and is not reported). Every
 figure uses the detector's own defaults (DetectorConfig): prompts per step, restarts, held-out and
 probe prompts, landscape grid.
@@ -11,7 +11,7 @@ probe prompts, landscape grid.
 Without --whole (the CPU default: a real-size step takes seconds there) the scan is extrapolated
 from measured parts: `--steps` inversion steps, the held-out statistics of one restart, and one
 chunk of landscape points, combined for three step counts: a clean scan that the adaptive restarts
-end at step 60, a backdoor found at step 40 (one landscape), and the 300-step cap. With --whole the
+end at step 40, a backdoor found at step 20 (one landscape), and the 300-step cap. With --whole the
 scan runs end to end with its step count pinned (adaptive stopping off) and is timed as a user
 would see it. Each (tower, dtype) runs in a fresh process so peak memory is its own.
 """
@@ -34,7 +34,7 @@ TOWERS = {
     "siglip-so400m": ("siglip", 1152, 27, 16, 4304, 64),
 }
 # (steps until the adaptive restarts stop, landscapes computed): see docs/performance.md
-SCENARIOS = {"clean (stops at 60)": (60, 0), "backdoor (found at 40)": (40, 1), "cap (300 steps)": (300, 1)}
+SCENARIOS = {"clean (stops at 40)": (40, 0), "backdoor (found at 20)": (20, 1), "cap (300 steps)": (300, 1)}
 
 
 @dataclass
@@ -57,26 +57,18 @@ def _encoder(family: str, hidden: int, layers: int, heads: int, mlp: int, positi
 
     from bot.encoders.text_encoder import TextEncoder
     from bot.encoders.tokenizers import load_clip_tokenizer
+    from bot.encoders.tower import TextTower, TowerSpec
 
     torch.manual_seed(seed)
     # one tokenizer for every shape: the step's cost does not depend on which vocabulary made the ids
     tokenizer = load_clip_tokenizer(None, max_length=positions)
-    common = {"vocab_size": 49408, "hidden_size": hidden, "intermediate_size": mlp, "num_hidden_layers": layers,
-              "num_attention_heads": heads, "max_position_embeddings": positions}
-    if family == "siglip":
-        from transformers import SiglipTextConfig, SiglipTextModel
-
-        model = SiglipTextModel(SiglipTextConfig(**common, projection_size=hidden, pad_token_id=49407,
-                                                 eos_token_id=49407))
-        projection = None
-    else:
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        model = CLIPTextModel(CLIPTextConfig(**common, bos_token_id=49406, eos_token_id=49407,
-                                             pad_token_id=49407))
-        projection = torch.nn.Linear(hidden, hidden, bias=False)
-    return TextEncoder(family=family, text_model=model, projection=projection, tokenizer=tokenizer,
-                       source=f"random-{family}-{hidden}", format="scale-benchmark").to(device)
+    spec = TowerSpec(vocab_size=49408, hidden_size=hidden, intermediate_size=mlp, num_layers=layers,
+                     num_heads=heads, max_positions=positions, causal=family != "siglip",
+                     activation="gelu_pytorch_tanh" if family == "siglip" else "quick_gelu",
+                     head_size=hidden if family == "siglip" else None)
+    projection = None if family == "siglip" else torch.nn.Linear(hidden, hidden, bias=False)
+    return TextEncoder(family=family, tower=TextTower.random(spec, seed=seed), projection=projection,
+                       tokenizer=tokenizer, source=f"random-{family}-{hidden}", format="scale-benchmark").to(device)
 
 
 def _sync(device) -> None:

@@ -194,12 +194,12 @@ def _wait_for_mentions(mentions, timeout: float = 30.0) -> None:
 
 
 def _work(bot) -> None:
-    from tqdm.auto import tqdm
+    from bot.progress import progress
 
     worker = bot.worker()
     pending = sum(v for k, v in bot.store.queue_counts().items() if k in ("queued", "running"))
     handler = worker.handler
-    bar = tqdm(total=pending, desc="scans", unit="repo")
+    bar = progress(total=pending, desc="scans", unit="repo")
 
     def counted(job):
         bar.set_postfix_str(job.repo_id)

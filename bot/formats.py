@@ -12,6 +12,9 @@ FORMATS = (
 # CLIP's position count: a CLIP-style tower with more positions is a LongCLIP.
 CLIP_CONTEXT_LENGTH = 77
 CLIP_EOS_ID = 49407
+# No public CLIP-family text tower reaches this in any dimension (vocabulary 250k, width 1,152, 27 layers,
+# 512 positions); a config beyond it is refused before anything is built from it.
+MAX_TOWER_DIMENSION = 1 << 18
 # Weight files that are pickles: never loaded, only named in the refusal.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # open_clip's safetensors weight file names, newest first.

@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/install_browser.sh   # Debian chromium for the report-page browser tests
 export HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1
+# Train the suite's zoo up front (a no-op once cache/ holds it), one model at a time on every core.
+.venv/bin/python tests/zoo_plan.py
 exec .venv/bin/python -m pytest "$@"

@@ -7,7 +7,6 @@ test run reuses it and CI builds it once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,8 @@ import pytest
 # Importing hub_fixtures sets HF_HUB_DISABLE_XET, which huggingface_hub reads once, when it is first imported;
 # pytest imports this conftest before any test module, and nothing above imports huggingface_hub.
 from hub_fixtures import start_hub
+from zoo_plan import family_recipes, second_base_recipes
+from zoo_plan import zoo_cache as test_zoo_cache
 
 from bot.formats import FAMILIES
 
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from bot.state.store import Store
     from hub_emulator import EmulatorHandle
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_BASE_STEPS = int(os.environ.get("CLIP_AUDIT_TEST_BASE_STEPS", "400"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,21 +62,16 @@ def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmulatorHand
 
 @pytest.fixture(scope="session")
 def zoo_cache() -> Path:
-    path = Path(os.environ.get("CLIP_AUDIT_TEST_CACHE", REPO / "cache"))
+    path = test_zoo_cache()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _build_family_zoo(family: str, cache: Path) -> dict:
-    """A family's base model, a text-on-pair backdoor and a benign fine-tune (CLIP also a text-on-text one, which
-    the CLI and bot tests scan): the recipes the zoo cache is keyed by. Nothing else is trained for the suite;
-    recall per family and attack is the benchmark's (docs/benchmarks.md)."""
+    """A family's test models (tests/zoo_plan.py), built unless scripts/test.sh already did."""
     from bot.zoo.build import build
-    from bot.zoo.recipes import base_recipe, derived
 
-    base = base_recipe(family, steps=TEST_BASE_STEPS)
-    kinds = ("text-on-text", "text-on-pair", "benign") if family == "clip" else ("text-on-pair", "benign")
-    return {"base": build(base, cache), **{kind: build(derived(base, kind, 1), cache) for kind in kinds}}
+    return {kind: build(recipe, cache) for kind, recipe in family_recipes(family).items()}
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +106,5 @@ def clip_second_base(zoo_cache: Path) -> dict:
     benign fine-tune of it: a base people could fine-tune that the registry does not know, or a second
     registered base of one shape."""
     from bot.zoo.build import build
-    from bot.zoo.recipes import base_recipe, derived
 
-    base = base_recipe("clip", seed=1, steps=TEST_BASE_STEPS)
-    return {"base": build(base, zoo_cache), "benign": build(derived(base, "benign", 1), zoo_cache)}
+    return {kind: build(recipe, zoo_cache) for kind, recipe in second_base_recipes().items()}

@@ -19,19 +19,17 @@ from bot.detect.inversion import Objective, Stop, invert
 from bot.detect.prompt_bank import prompt_bank
 from bot.detect.thresholds import PAPER
 from bot.encoders.text_encoder import TextEncoder
+from bot.encoders.tower import TextTower, TowerSpec
 from bot.scan_record import CheckResult
 
 
 def _tiny(family: str = "clip", seed: int = 0) -> TextEncoder:
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     from bot.encoders.tokenizers import load_clip_tokenizer
 
     torch.manual_seed(seed)
-    config = CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406,
-                            eos_token_id=49407, pad_token_id=49407)
-    return TextEncoder(family=family, text_model=CLIPTextModel(config), projection=torch.nn.Linear(32, 32),
+    spec = TowerSpec(vocab_size=49408, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                     max_positions=77)
+    return TextEncoder(family=family, tower=TextTower.random(spec, seed=seed), projection=torch.nn.Linear(32, 32),
                        tokenizer=load_clip_tokenizer(None, max_length=77), source=f"tiny-{seed}", format="test")
 
 
@@ -77,6 +75,27 @@ def test_clean_features_prepared_by_length_match_one_prompt_at_a_time(pair, prom
         alone = prepare(suspect, None, [prompts[i]], k=1)
         n = int(alone.tokens.eos_index[0]) + 1
         assert torch.allclose(batch.f_suspect[i, :n], alone.f_suspect[0, :n], atol=1e-5)
+
+
+def test_lazy_clean_features_are_computed_for_the_rows_drawn_and_match_eager_ones(pair, prompts) -> None:
+    suspect, anchor = pair
+    eager = prepare(suspect, anchor, prompts, k=1)
+    lazy = prepare(suspect, anchor, prompts, k=1, lazy=True)
+    assert bool(lazy.pending.all()) and float(lazy.f_suspect.abs().sum()) == 0.0
+    drawn = torch.tensor([1, 4, 4, 9])
+    lazy.fill(suspect, drawn)
+    assert sorted(torch.nonzero(~lazy.pending).flatten().tolist()) == [1, 4, 9]
+    for i in (1, 4, 9):
+        n = int(eager.tokens.eos_index[i]) + 1
+        assert torch.allclose(lazy.f_suspect[i, :n], eager.f_suspect[i, :n], atol=1e-5)
+    assert float(lazy.f_suspect[0].abs().sum()) == 0.0  # never drawn, never computed
+    # the inversion fills what it draws: after a few steps every row it drew has features
+    objective = Objective(suspect, anchor, k=1, beta=0.1, gamma=1.0)
+    invert(objective, lazy, gammas=[1.0], steps=3, batch_size=4, lr=8e-2, weight_decay=0.0,
+           generator=torch.Generator().manual_seed(0))
+    filled = torch.nonzero(~lazy.pending).flatten()
+    assert 3 < len(filled) <= 3 + 3 * 4
+    assert all(float(lazy.f_suspect[int(i)].abs().sum()) > 0 for i in filled)
 
 
 def test_a_bidirectional_tower_keeps_every_position(pair, prompts) -> None:

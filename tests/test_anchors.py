@@ -36,6 +36,7 @@ from bot.anchors.selection import (
     weight_distance,
 )
 from bot.encoders.text_encoder import TextEncoder
+from bot.encoders.tower import TextTower, TowerSpec
 from bot.errors import ConfigError
 from bot.formats import FAMILIES
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
@@ -452,26 +453,23 @@ _TOKENIZER = SimpleNamespace(eos_token_id=99, pad_token_id=99)  # all a TextEnco
 
 def _tower(seed: int = 0, *, family: str = "clip", hidden: int = 32, layers: int = 2, vocab: int = 100,
            projection: int | None = 16) -> TextEncoder:
-    """A randomly initialised transformers CLIPTextModel (77 positions) in a TextEncoder."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
+    """A randomly initialised text tower (77 positions) in a TextEncoder."""
     torch.manual_seed(seed)
-    config = CLIPTextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                            num_hidden_layers=layers, num_attention_heads=2, max_position_embeddings=77,
-                            bos_token_id=98, eos_token_id=99, pad_token_id=99)  # fmt: skip
+    spec = TowerSpec(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_layers=layers,
+                     num_heads=2, max_positions=77)
     proj = nn.Linear(hidden, projection, bias=False) if projection else None
-    return TextEncoder(family=family, text_model=CLIPTextModel(config), projection=proj, tokenizer=_TOKENIZER,
-                       source=f"seed-{seed}", format="transformers-clip")  # fmt: skip
+    return TextEncoder(family=family, tower=TextTower.random(spec, seed=seed), projection=proj,
+                       tokenizer=_TOKENIZER, source=f"seed-{seed}", format="transformers-clip")
 
 
 def _perturbed(encoder: TextEncoder, scale: float, *, seed: int = 1) -> TextEncoder:
     """A copy whose every tensor moved by exactly `scale` of its norm, in a random direction."""
     other = copy.copy(encoder)
-    other.text_model = copy.deepcopy(encoder.text_model)
+    other.tower = copy.deepcopy(encoder.tower)
     other.projection = copy.deepcopy(encoder.projection)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module in (other.text_model, other.projection):
+        for module in (other.tower, other.projection):
             for tensor in (module.state_dict().values() if module is not None else ()):
                 noise = torch.randn(tensor.shape, generator=generator)
                 tensor.add_(noise * (scale * tensor.norm() / noise.norm()))
@@ -513,10 +511,9 @@ def test_weight_distance_counts_the_projection(suspect: TextEncoder) -> None:
     with torch.no_grad():
         moved.projection.weight.mul_(-1.0)
     alone = copy.copy(suspect)
-    alone.text_model = nn.Module()  # nothing else to compare: the projection alone decides
-    alone.text_model.config = suspect.text_model.config
+    alone.tower = nn.Module()  # nothing else to compare: the projection alone decides
     moved_alone = copy.copy(moved)
-    moved_alone.text_model = alone.text_model
+    moved_alone.tower = alone.tower
     assert weight_distance(moved_alone, alone) == pytest.approx(2.0)
     assert weight_distance(moved, suspect) == 0.0
 
@@ -525,10 +522,10 @@ def test_weight_distance_ignores_tensors_whose_shape_differs(suspect: TextEncode
     # Another vocabulary and projection size, every shared tensor 2% away: only the shared tensors count.
     other = _tower(5, vocab=120, projection=8)
     moved = _perturbed(suspect, 0.02)
-    state = {k: v for k, v in moved.text_model.state_dict().items() if "token_embedding" not in k}
-    missing, unexpected = other.text_model.load_state_dict(state, strict=False)
+    state = {k: v for k, v in moved.tower.state_dict().items() if "token_embedding" not in k}
+    missing, unexpected = other.tower.load_state_dict(state, strict=False)
     assert [k for k in missing if "token_embedding" not in k] == [] and unexpected == []
-    assert other.text_model.embeddings.token_embedding.weight.shape == (120, 32)
+    assert other.tower.embeddings.token_embedding.weight.shape == (120, 32)
     assert weight_distance(other, suspect) == pytest.approx(0.02, rel=1e-3)
     assert weight_distance(suspect, other) == pytest.approx(0.02, rel=0.05)
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +128,7 @@ def assert_matches(encoder, model, *, projected: bool = True) -> None:
         # CLIP pools the first EOS: BOS + words + EOS, so at index length - 1.
         assert tokens.eos_index.tolist() == (lengths - 1).tolist()
         torch.testing.assert_close(pooled, hidden[torch.arange(len(TEXTS)), lengths - 1], atol=ATOL, rtol=0)
-    assert all(not p.requires_grad for p in encoder.text_model.parameters())
+    assert all(not p.requires_grad for p in encoder.tower.parameters())
 
 
 # -- round trips ------------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ def test_half_precision_weights_load_in_float32(models, spiece_model, tmp_path):
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "dtype": "float16", "torch_dtype": "float16"}))
     encoder = load_text_encoder(out, device=torch.device("cpu"))
-    assert {p.dtype for p in encoder.text_model.parameters()} == {torch.float32}
+    assert {p.dtype for p in encoder.tower.parameters()} == {torch.float32}
     assert encoder.projection.weight.dtype == torch.float32
     expected, _, _ = reference(models["clip"], encoder, projected=True)
     with torch.no_grad():
@@ -369,6 +372,25 @@ def test_config_and_weight_shape_mismatch_names_the_key(models, spiece_model, tm
         load_text_encoder(out)
 
 
+@pytest.mark.parametrize("claim, message", [
+    ({"num_hidden_layers": 10**6}, "impossible text tower dimensions"),
+    ({"num_hidden_layers": 7}, "describes 7 text layers but the checkpoint holds 2"),
+    ({"hidden_size": -32}, "impossible text tower dimensions"),
+    ({"hidden_size": 2**20}, "impossible text tower dimensions"),
+    ({"vocab_size": 10**10}, "impossible text tower dimensions"),
+    ({"num_attention_heads": 3}, "not a multiple of the number of attention heads"),
+    ({"hidden_act": "os.system"}, "activation 'os.system'"),
+])
+def test_a_config_is_checked_against_the_weights_before_anything_is_built_from_it(
+        models, spiece_model, tmp_path, claim, message):  # fmt: skip
+    # The config is the uploader's claim: a huge or impossible tower is refused at once, no memory taken.
+    out = export(models, spiece_model, tmp_path / "m", family="clip", format="transformers-clip-text")
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, **claim}))
+    with pytest.raises((ShapeMismatchError, UnknownArchitectureError), match=re.escape(message)):
+        load_text_encoder(out)
+
+
 def test_missing_and_unexpected_tensors_are_refused(models, spiece_model, tmp_path):
     out = export(models, spiece_model, tmp_path / "m", family="clip", format="transformers-clip-text")
     weights = out / "model.safetensors"
@@ -478,3 +500,17 @@ def test_tokens_decode_as_a_person_would_type_them(models, spiece_model, tmp_pat
     assert not found(vocab["Ð"], vocab["cf</w>"], trigger="e->\u0435")  # one byte is every Cyrillic letter
     assert found(vocab["zz</w>"], trigger="zz top") and not found(vocab["cf</w>"], trigger="zz top")
 
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_loading_a_tower_imports_no_transformers_model_code(models, spiece_model, tmp_path, family):
+    # The scan process runs our own tower: transformers' modeling modules (and torch._dynamo, which they
+    # import) would cost it ~200 MB and seconds for nothing.
+    out = export(models, spiece_model, tmp_path / "m", family=family, format=f"transformers-{family}")
+    probe = ("import sys\nfrom pathlib import Path\nfrom bot.encoders.load import load_text_encoder\n"
+             f"load_text_encoder(Path({str(out)!r})).text_features(['a red circle'])\n"
+             "print(sorted(m for m in sys.modules if m.startswith('torch._dynamo') or (\n"
+             "    m.startswith('transformers.models.') and '.modeling_' in m and '.auto.' not in m)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -41,14 +41,14 @@ class LocalBase:
 
 def tower_fingerprint(encoder: TextEncoder) -> Fingerprint | None:
     """A loaded tower's fingerprint, from its weights' shapes."""
-    shapes = {name: tuple(tensor.shape) for name, tensor in encoder.text_model.state_dict().items()}
+    shapes = {name: tuple(tensor.shape) for name, tensor in encoder.tower.state_dict().items()}
     return fingerprint_from_shapes(encoder.family, shapes)
 
 
 def weight_distance(suspect: TextEncoder, base: TextEncoder) -> float:
     """Median over the text tower's weight tensors of the relative L2 distance |s - b| / |b|."""
-    ours = dict(suspect.text_model.state_dict())
-    theirs = dict(base.text_model.state_dict())
+    ours = dict(suspect.tower.state_dict())
+    theirs = dict(base.tower.state_dict())
     if suspect.projection is not None and base.projection is not None:
         ours.update({f"projection.{k}": v for k, v in suspect.projection.state_dict().items()})
         theirs.update({f"projection.{k}": v for k, v in base.projection.state_dict().items()})

@@ -16,14 +16,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from bot.bench.calibrate import Metrics, Scored, calibrate, metrics, redecide_detail
 from bot.detect.amdet import Amdet, DetectorConfig
 from bot.detect.thresholds import PAPER, Thresholds
 from bot.encoders.load import load_text_encoder
 from bot.errors import ZooError
 from bot.fileio import atomic_write_text
+from bot.progress import progress
 from bot.scan_record import ScanRecord, Verdict
 from bot.zoo.build import build_all
 from bot.zoo.catalog import ZooModel, anchor_name
@@ -119,7 +118,7 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
     for group, seeds in (("calibration", plan.calibration_seeds), ("report", plan.report_seeds)):
         recipes = recipes_for(plan, family, seeds)
         models = []
-        for recipe in tqdm(recipes, desc=f"zoo {family} {group}", unit="model"):
+        for recipe in progress(recipes, desc=f"zoo {family} {group}", unit="model"):
             try:
                 models.append(build_all([recipe], cache_dir, show_progress=False)[0])
             except ZooError as error:  # reported, not fatal: the benchmark runs on the models that exist
@@ -127,7 +126,7 @@ def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorCo
         if group == "report":
             models = [base] + models  # the clean base itself must not be flagged
             report_models = models
-        for model in tqdm(models, desc=f"scan {family} {group}", unit="model"):
+        for model in progress(models, desc=f"scan {family} {group}", unit="model"):
             record = _scan(model, base, config, records_dir)
             zoo_metrics[record.model] = model.metrics
             times.append(record.timings["total"])

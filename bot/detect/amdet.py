@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from bot import __version__
 from bot.detect.checks import (
@@ -30,6 +29,7 @@ from bot.detect.prompt_bank import prompt_bank, split
 from bot.detect.thresholds import Thresholds, for_family
 from bot.detect.trigger import recover_target, recover_triggers
 from bot.encoders.text_encoder import TextEncoder
+from bot.progress import progress
 from bot.scan_record import (
     RECORD_VERSION,
     Candidate,
@@ -49,7 +49,7 @@ class DetectorConfig:
     n_train: int = 1000              # prompts the inversion samples from
     n_test: int = 200                # held-out prompts for the checks
     batch_size: int = 8              # prompts per Adam step, at most...
-    batch_tokens: int = 448          # ...and about this many positions: towers that keep all their
+    batch_tokens: int = 256          # ...and about this many positions: towers that keep all their
                                      # padding (SigLIP: 64) take fewer prompts per step, not 2.5x the time
     steps: int = 300                 # max Adam steps per restart
     restarts: int = 3                # random restarts, run side by side in one batch
@@ -71,7 +71,7 @@ class DetectorConfig:
     # make the verdict more severe). docs/performance.md has the trajectories these rest on.
     check_every: int = 10
     probe_prompts: int = 64
-    min_steps: int = 40
+    min_steps: int = 20
     pass_margin: float = 0.5
     give_up_ratio: float = 0.25
     give_up_checks: int = 3
@@ -161,7 +161,7 @@ class Amdet:
         train_prompts, test_prompts = split(bank, n_train=cfg.n_train, n_test=cfg.n_test)
         probe_prompts = list(bank[cfg.n_train + cfg.n_test: cfg.n_train + cfg.n_test + cfg.probe_prompts])
         with autocast(device, enabled=cfg.mixed_precision):
-            train = prepare(suspect, anchor, train_prompts, k=cfg.k)
+            train = prepare(suspect, anchor, train_prompts, k=cfg.k, lazy=True)
             test = prepare(suspect, anchor, test_prompts, k=cfg.k)
             probe = prepare(suspect, anchor, probe_prompts, k=cfg.k)
         timings["prepare"] = time.perf_counter() - t0
@@ -204,8 +204,8 @@ class Amdet:
             return stops
 
         t0 = time.perf_counter()
-        bar = tqdm(total=cfg.steps, desc=f"invert {model or suspect.source}", unit="step", leave=False,
-                   disable=not cfg.show_progress)
+        bar = progress(total=cfg.steps, desc=f"invert {model or suspect.source}", unit="step", leave=False,
+                       enabled=cfg.show_progress)
         with bar, autocast(device, enabled=cfg.mixed_precision):
             runs = invert(objective, train, gammas=gammas, steps=cfg.steps, batch_size=self.step_batch(train.length),
                           lr=cfg.lr, weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience,

@@ -44,7 +44,7 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
     s = objective.suspect
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("a", "a0", "t", "ta", "p")}
     n = test.x_suspect.shape[0]
-    order = test.by_length().to(test.x_suspect.device)  # chunks of similar length pad least
+    order = test.by_length()  # on the host; chunks of similar length pad least
     for start in range(0, n, chunk):
         batch = test.select(order[start:start + chunk])
         terms = objective.terms(v, batch)

@@ -23,42 +23,55 @@ class PromptBatch:
     x_anchor: torch.Tensor | None
     f_suspect: torch.Tensor    # [B,T,d] suspect clean features
     causal: bool = True        # positions after a prompt's EOS cannot reach its features
+    # CPU copy of tokens.eos_index: selections are cut to their longest prompt without reading the device
+    eos_host: torch.Tensor | None = None
+    # CPU bool [B]: rows whose clean features are not computed yet (prepare(lazy=True)); None: all are
+    pending: torch.Tensor | None = None
+
+    def fill(self, encoder: TextEncoder, rows: torch.Tensor) -> None:
+        """Compute the clean features of those of `rows` (CPU indices) still pending. The inversion draws
+        a few hundred of its thousand prompts before the adaptive restarts stop it, so it computes only those."""
+        if self.pending is None:
+            return
+        need = rows[self.pending[rows]].unique()
+        if need.numel() == 0:
+            return
+        cut = int(self._eos(need).max()) + 1 if self.causal else self.length
+        device_rows = need.to(self.x_suspect.device)
+        with torch.no_grad():
+            self.f_suspect[device_rows, :cut] = encoder.encode_embeddings(
+                self.x_suspect[device_rows, :cut]).to(self.f_suspect.dtype)
+        self.pending[need] = False
+
+    def _eos(self, index: torch.Tensor) -> torch.Tensor:
+        """EOS positions of `index`, read from the host copy when there is one (no device sync)."""
+        if self.eos_host is not None:
+            return self.eos_host[index.cpu()]
+        return self.tokens.eos_index[index]
 
     def select(self, index: torch.Tensor) -> PromptBatch:
-        """The rows in `index`, cut to the longest of them (causal towers; see `trimmed`)."""
+        """The rows in `index` (on the host: no device sync; or on the device), cut to the longest of them
+        under a causal mask: nothing after a prompt's EOS reaches the features measured, so every statistic
+        is unchanged and a step costs what its longest prompt needs. Bidirectional towers (SigLIP) attend
+        to their padding: they keep every position."""
+        length = self.length
+        if self.causal and index.numel():
+            length = min(self.length, int(self._eos(index).max()) + 1)
+        rows = index.to(self.x_suspect.device)
         t = self.tokens
         return PromptBatch(
-            tokens=Tokenized(t.input_ids[index], t.real_mask[index], t.eos_index[index]),
-            length=self.length,
-            x_suspect=self.x_suspect[index],
-            x_anchor=None if self.x_anchor is None else self.x_anchor[index],
-            f_suspect=self.f_suspect[index],
-            causal=self.causal,
-        ).trimmed()
-
-    def trimmed(self) -> PromptBatch:
-        """Cut the all-padding tail these rows share. Under a causal mask nothing after a prompt's
-        EOS reaches the features measured (positions up to EOS), so every statistic is unchanged
-        and a step costs what its longest prompt needs, not what the longest prompt in the bank
-        needs. Bidirectional towers (SigLIP) attend to their padding: they keep every position."""
-        if not self.causal or self.tokens.eos_index.numel() == 0:
-            return self
-        length = min(self.length, int(self.tokens.eos_index.max()) + 1)
-        if length == self.length:
-            return self
-        t = self.tokens
-        return PromptBatch(
-            tokens=Tokenized(t.input_ids[:, :length], t.real_mask[:, :length], t.eos_index),
+            tokens=Tokenized(t.input_ids[rows, :length], t.real_mask[rows, :length], t.eos_index[rows]),
             length=length,
-            x_suspect=self.x_suspect[:, :length],
-            x_anchor=None if self.x_anchor is None else self.x_anchor[:, :length],
-            f_suspect=self.f_suspect[:, :length],
-            causal=True,
+            x_suspect=self.x_suspect[rows, :length],
+            x_anchor=None if self.x_anchor is None else self.x_anchor[rows, :length],
+            f_suspect=self.f_suspect[rows, :length],
+            causal=self.causal,
+            eos_host=None if self.eos_host is None else self.eos_host[index.cpu()],
         )
 
     def by_length(self) -> torch.Tensor:
         """Row indices shortest prompt first: chunks taken in this order waste the least padding."""
-        return self.tokens.eos_index.argsort(stable=True)
+        return (self.tokens.eos_index if self.eos_host is None else self.eos_host).argsort(stable=True)
 
 
 def _trim_length(encoder: TextEncoder, tokens: Tokenized, k: int) -> int:
@@ -71,23 +84,26 @@ def _trim_length(encoder: TextEncoder, tokens: Tokenized, k: int) -> int:
 
 @torch.no_grad()
 def prepare(suspect: TextEncoder, anchor: TextEncoder | None, prompts: list[str], *, k: int,
-            batch_size: int = 256) -> PromptBatch:
+            batch_size: int = 256, lazy: bool = False) -> PromptBatch:
+    """Tokens, embeddings and clean features of `prompts`; lazy: the features wait for `PromptBatch.fill`."""
     tokens = suspect.tokenize(prompts)
     length = _trim_length(suspect, tokens, k)
     ids = tokens.input_ids[:, :length]
     tokens = Tokenized(ids, tokens.real_mask[:, :length], tokens.eos_index.clamp(max=length - 1))
     x_all = suspect.embed(ids)
     f_all = torch.zeros_like(x_all)
-    # Clean features chunk by chunk, shortest prompts first, each chunk cut to its longest prompt
-    # (causal towers): padding positions keep zeros, which nothing reads.
-    order = tokens.eos_index.argsort(stable=True) if suspect.causal else torch.arange(len(prompts))
-    for start in range(0, len(prompts), batch_size):
-        rows = order[start:start + batch_size].to(ids.device)
-        cut = int(tokens.eos_index[rows].max()) + 1 if suspect.causal else length
-        f_all[rows, :cut] = suspect.encode_embeddings(x_all[rows, :cut])
-    x_anchor = anchor.embed(ids.to(anchor.device)) if anchor is not None else None
-    return PromptBatch(tokens=tokens, length=length, x_suspect=x_all, x_anchor=x_anchor, f_suspect=f_all,
-                       causal=suspect.causal)
+    batch = PromptBatch(tokens=tokens, length=length, x_suspect=x_all, x_anchor=None, f_suspect=f_all,
+                        causal=suspect.causal, eos_host=tokens.eos_index.cpu(),
+                        pending=torch.ones(len(prompts), dtype=torch.bool))
+    if not lazy:
+        # chunk by chunk, shortest prompts first, so each chunk wastes the least padding (padding
+        # positions keep zeros, which nothing reads)
+        order = batch.eos_host.argsort(stable=True) if suspect.causal else torch.arange(len(prompts))
+        for start in range(0, len(prompts), batch_size):
+            batch.fill(suspect, order[start:start + batch_size])
+        batch.pending = None
+    batch.x_anchor = anchor.embed(ids.to(anchor.device)) if anchor is not None else None
+    return batch
 
 
 def insert(x: torch.Tensor, v: torch.Tensor, *, has_bos: bool, max_length: int) -> torch.Tensor:

@@ -131,8 +131,9 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
     step = 0
     for step in range(1, steps + 1):
         active = [r for r in range(r_count) if r not in finished]
-        index = torch.randint(0, n, (batch_size,), generator=generator).to(device)
-        batch = train.select(index.repeat(len(active)))  # restart-major rows, cut to the longest prompt
+        drawn = torch.randint(0, n, (batch_size,), generator=generator)  # on the host: no device sync
+        train.fill(objective.suspect, drawn)
+        batch = train.select(drawn.repeat(len(active)))  # restart-major rows, cut to the longest prompt
         rows = torch.tensor(active, device=device).repeat_interleave(batch_size)
         total = objective.terms(v[rows], batch, gamma=gamma_of[rows]).total
         per_restart = total.view(len(active), batch_size).mean(1)

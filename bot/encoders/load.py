@@ -19,8 +19,9 @@ from bot.encoders.layout import CheckpointInfo, inspect_checkpoint, open_clip_mo
 from bot.encoders.safetensors_check import check_safetensors
 from bot.encoders.text_encoder import TextEncoder
 from bot.encoders.tokenizers import load_clip_tokenizer, load_siglip_tokenizer
+from bot.encoders.tower import ACTIVATIONS, TextTower, TowerSpec, expected_shapes
 from bot.errors import CorruptCheckpointError, NothingScannableError, ShapeMismatchError, UnknownArchitectureError
-from bot.formats import CLIP_EOS_ID
+from bot.formats import CLIP_EOS_ID, MAX_TOWER_DIMENSION
 
 CLIP_BOS_ID = 49406
 
@@ -34,6 +35,7 @@ RESBLOCK_RENAMES = {
     "mlp.c_proj": "mlp.fc2",
 }
 _RESBLOCK_KEY = re.compile(r"^transformer\.resblocks\.(\d+)\.(.+)\.(weight|bias)$")
+_LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.")
 _IN_PROJ_KEY = re.compile(r"^transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)$")
 
 # Tensors of the other towers and of the contrastive head, never read.
@@ -47,7 +49,7 @@ _PROJECTED = ("CLIPModel", "CLIPTextModelWithProjection")
 
 @dataclass(frozen=True)
 class TextSpec:
-    config: object                 # transformers CLIPTextConfig | SiglipTextConfig
+    tower: TowerSpec
     projection_dim: int | None     # CLIP text_projection output size; None: no separate projection
 
 
@@ -64,11 +66,10 @@ def load_text_encoder(path: Path, *, device: str | torch.device = "cpu", subfold
     text_state, projection_weight = map_to_transformers(info.architecture, tensors)
     source = str(info.root / info.subfolder) if info.subfolder else str(info.root)
 
-    text_model = _text_model_class(info)(spec.config).float()
-    load_strictly(text_model, text_state, source=source)
+    tower = build_tower(spec, text_state, source=source)
     projection = None
     if spec.projection_dim is not None:
-        projection = nn.Linear(spec.config.hidden_size, spec.projection_dim, bias=False)
+        projection = nn.Linear(spec.tower.hidden_size, spec.projection_dim, bias=False)
         state = {} if projection_weight is None else {"weight": projection_weight}
         load_strictly(projection, state, source=source, prefix="text_projection.")
     elif projection_weight is not None:
@@ -76,8 +77,8 @@ def load_text_encoder(path: Path, *, device: str | torch.device = "cpu", subfold
             f"{source}: the checkpoint has a text_projection {tuple(projection_weight.shape)} "
             "that the config's architecture has no place for")
 
-    tokenizer = _load_tokenizer(info, spec.config, source=source)
-    encoder = TextEncoder(family=info.family, text_model=text_model, projection=projection,
+    tokenizer = _load_tokenizer(info, spec.tower, source=source)
+    encoder = TextEncoder(family=info.family, tower=tower, projection=projection,
                           tokenizer=tokenizer, source=source, format=info.format)
     return encoder.to(device)
 
@@ -85,22 +86,34 @@ def load_text_encoder(path: Path, *, device: str | torch.device = "cpu", subfold
 # -- configs ---------------------------------------------------------------------------------
 
 def text_spec(info: CheckpointInfo) -> TextSpec:
-    from transformers import CLIPConfig, CLIPTextConfig, SiglipConfig, SiglipTextConfig
+    from huggingface_hub.errors import StrictDataclassError
 
     config = read_json(info.config_path)
     config.pop("auto_map", None)  # custom code is never imported; the standard class is used
+    try:
+        return _spec_from_config(config, info)
+    except (StrictDataclassError, ValueError, TypeError) as exc:
+        # transformers' config classes validate what they are given: their complaint, without a traceback
+        reason = str(exc).strip().splitlines()[-1].strip()
+        raise ShapeMismatchError(f"{info.config_path}: not a text tower config ({reason})") from None
+
+
+def _spec_from_config(config: dict, info: CheckpointInfo) -> TextSpec:
+    from transformers import CLIPConfig, CLIPTextConfig, SiglipConfig, SiglipTextConfig
+
     arch = info.architecture
     if arch == "open_clip":
         return _open_clip_spec(config, info)
     if arch == "CLIPModel":
         full = CLIPConfig.from_dict(config)
-        return TextSpec(config=full.text_config, projection_dim=int(full.projection_dim))
+        return TextSpec(tower=tower_spec(full.text_config, info), projection_dim=int(full.projection_dim))
     if arch == "SiglipModel":
-        return TextSpec(config=SiglipConfig.from_dict(config).text_config, projection_dim=None)
+        return TextSpec(tower=tower_spec(SiglipConfig.from_dict(config).text_config, info), projection_dim=None)
     if arch == "SiglipTextModel":
-        return TextSpec(config=SiglipTextConfig.from_dict(config), projection_dim=None)
+        return TextSpec(tower=tower_spec(SiglipTextConfig.from_dict(config), info), projection_dim=None)
     text = CLIPTextConfig.from_dict(config)
-    return TextSpec(config=text, projection_dim=int(text.projection_dim) if arch in _PROJECTED else None)
+    projection_dim = int(text.projection_dim) if arch in _PROJECTED else None
+    return TextSpec(tower=tower_spec(text, info), projection_dim=projection_dim)
 
 
 def _open_clip_spec(config: dict, info: CheckpointInfo) -> TextSpec:
@@ -123,13 +136,47 @@ def _open_clip_spec(config: dict, info: CheckpointInfo) -> TextSpec:
         bos_token_id=CLIP_BOS_ID, eos_token_id=CLIP_EOS_ID, pad_token_id=CLIP_EOS_ID,
         projection_dim=embed_dim,
     )
-    return TextSpec(config=clip_config, projection_dim=None if text.proj_type == "none" else embed_dim)
+    return TextSpec(tower=tower_spec(clip_config, info),
+                    projection_dim=None if text.proj_type == "none" else embed_dim)
 
 
-def _text_model_class(info: CheckpointInfo):
-    from transformers import CLIPTextModel, SiglipTextModel
+def tower_spec(config, info: CheckpointInfo) -> TowerSpec:
+    """The TowerSpec a transformers text config describes, refused unless every number is one a tower can have
+    (a config is the uploader's claim: nothing is built from it before the weights' shapes confirm it)."""
+    siglip = info.family == "siglip"
+    try:
+        numbers = {name: int(getattr(config, name)) for name in (
+            "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "max_position_embeddings")}
+        eps = float(config.layer_norm_eps)
+        head = int(getattr(config, "projection_size", None) or config.hidden_size) if siglip else None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UnknownArchitectureError(f"{info.config_path}: the text config is not a tower's ({exc})") from None
+    bad = [f"{name}={value}" for name, value in numbers.items() if not 0 < value <= MAX_TOWER_DIMENSION]
+    if bad or not 0 < eps < 1 or (head is not None and not 0 < head <= MAX_TOWER_DIMENSION):
+        raise ShapeMismatchError(f"{info.config_path}: impossible text tower dimensions ({', '.join(bad) or eps})")
+    if numbers["hidden_size"] % numbers["num_attention_heads"]:
+        raise ShapeMismatchError(f"{info.config_path}: hidden_size {numbers['hidden_size']} is not a multiple of "
+                                 f"num_attention_heads {numbers['num_attention_heads']}")
+    activation = str(config.hidden_act)
+    if activation not in ACTIVATIONS:
+        raise UnknownArchitectureError(f"{info.config_path}: text activation {activation!r} is not one CLIP-family "
+                                       f"towers use ({', '.join(sorted(ACTIVATIONS))})")
+    return TowerSpec(vocab_size=numbers["vocab_size"], hidden_size=numbers["hidden_size"],
+                     intermediate_size=numbers["intermediate_size"], num_layers=numbers["num_hidden_layers"],
+                     num_heads=numbers["num_attention_heads"], max_positions=numbers["max_position_embeddings"],
+                     activation=activation, layer_norm_eps=eps, causal=not siglip, head_size=head)
 
-    return SiglipTextModel if info.family == "siglip" else CLIPTextModel
+
+def build_tower(spec: TextSpec, state: dict[str, torch.Tensor], *, source: str) -> TextTower:
+    """The tower holding `state`, once every name and shape match the spec. A config claiming more layers than
+    the weights hold is refused before its layers are even laid out."""
+    layers = {int(m.group(1)) for key in state if (m := _LAYER_KEY.match(key))}
+    if spec.tower.num_layers > len(layers):
+        raise ShapeMismatchError(f"{source}: the config describes {spec.tower.num_layers} text layers but the "
+                                 f"checkpoint holds {len(layers)}; weights and config.json do not match")
+    check_shapes(expected_shapes(spec.tower), state, source=source)
+    return TextTower.from_state(spec.tower, state)
 
 
 # -- tensors -----------------------------------------------------------------------------------
@@ -205,27 +252,31 @@ def open_clip_to_transformers(tensors: dict[str, torch.Tensor]
 
 def load_strictly(module: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "") -> None:
     """load_state_dict(strict=True), with the first offending key and both shapes in the error."""
-    expected = module.state_dict()
-    for key, tensor in expected.items():
+    check_shapes({k: tuple(t.shape) for k, t in module.state_dict().items()}, state, source=source, prefix=prefix)
+    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+
+
+def check_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], *, source: str,
+                 prefix: str = "") -> None:
+    """Every expected tensor present with its shape, and nothing else: the first offender is named."""
+    for key, shape in expected.items():
         if key not in state:
-            raise ShapeMismatchError(
-                f"{source}: tensor {prefix}{key} {tuple(tensor.shape)} is missing from the checkpoint")
-        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ShapeMismatchError(f"{source}: tensor {prefix}{key} {shape} is missing from the checkpoint")
+        if tuple(state[key].shape) != shape:
             raise ShapeMismatchError(
                 f"{source}: tensor {prefix}{key} is {tuple(state[key].shape)} in the checkpoint but the config "
-                f"describes {tuple(tensor.shape)}; weights and config.json do not match")
+                f"describes {shape}; weights and config.json do not match")
     for key, tensor in state.items():
         if key not in expected:
             raise ShapeMismatchError(
                 f"{source}: the checkpoint has tensor {prefix}{key} {tuple(tensor.shape)} that the config's "
                 "architecture does not have (shape: none)")
-    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
 
 
 # -- tokenizer -----------------------------------------------------------------------------------
 
-def _load_tokenizer(info: CheckpointInfo, config, *, source: str):
-    max_length = int(config.max_position_embeddings)
+def _load_tokenizer(info: CheckpointInfo, spec: TowerSpec, *, source: str):
+    max_length = spec.max_positions
     if info.family == "siglip":
         if info.tokenizer_dir is None:
             where = "tokenizer/ of the pipeline" if info.format == "diffusers" else "the repo or its tokenizer/"
@@ -235,8 +286,8 @@ def _load_tokenizer(info: CheckpointInfo, config, *, source: str):
         tokenizer = load_siglip_tokenizer(info.tokenizer_dir / "spiece.model", max_length=max_length)
     else:
         tokenizer = load_clip_tokenizer(info.tokenizer_dir, max_length=max_length)
-    if len(tokenizer) > int(config.vocab_size):
+    if len(tokenizer) > spec.vocab_size:
         raise ShapeMismatchError(
             f"{source}: the tokenizer has {len(tokenizer)} tokens but the token embedding has "
-            f"{config.vocab_size} rows")
+            f"{spec.vocab_size} rows")
     return tokenizer

@@ -1,8 +1,7 @@
 """TextEncoder: the one interface the detector sees, whatever the checkpoint format.
 
-It runs the transformer stack from embeddings itself (transformers 5 layers take
-a single 4D additive mask), so the detector can insert a pseudo-token between
-the embedding layer and layer 0.
+It runs the tower (bot.encoders.tower) from embeddings, so the detector can insert a
+pseudo-token between the embedding layer and layer 0.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from bot.encoders.tower import TextTower
 
 
 def _byte_level_alphabet() -> dict[str, int]:
@@ -50,32 +51,32 @@ class TextEncoder:
 
     Args:
         family: "clip" | "longclip" | "siglip".
-        text_model: a transformers CLIPTextModel or SiglipTextModel (no `.text_model` nesting).
-        projection: CLIP's text_projection (None for SigLIP, whose head lives in the text model).
+        tower: the text transformer (SigLIP's pooled-feature head included).
+        projection: CLIP's text_projection (None for SigLIP, whose head lives in the tower).
         tokenizer: a transformers tokenizer for the family.
         source, format: where the weights came from, for records.
     """
 
-    def __init__(self, *, family: str, text_model: nn.Module, projection: nn.Module | None,
+    def __init__(self, *, family: str, tower: TextTower, projection: nn.Module | None,
                  tokenizer, source: str, format: str) -> None:
         self.family = family
-        self.text_model = text_model.eval()
+        self.tower = tower.eval()
         self.projection = projection.eval() if projection is not None else None
-        for module in (self.text_model, self.projection):
+        for module in (self.tower, self.projection):
             if module is not None:
                 module.requires_grad_(False)
         self.tokenizer = tokenizer
         self.source = source
         self.format = format
-        config = text_model.config
-        self.max_length = int(config.max_position_embeddings)
-        self.hidden_size = int(config.hidden_size)
-        self.num_layers = int(config.num_hidden_layers)
-        self.causal = family != "siglip"
+        spec = tower.spec
+        self.max_length = spec.max_positions
+        self.hidden_size = spec.hidden_size
+        self.num_layers = spec.num_layers
+        self.causal = spec.causal
         self.has_bos = family != "siglip"
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.pad_token_id = int(tokenizer.pad_token_id)
-        self.vocab_size = int(config.vocab_size)
+        self.vocab_size = spec.vocab_size
 
     # -- placement -----------------------------------------------------------------
     @property
@@ -83,7 +84,7 @@ class TextEncoder:
         return self.token_embeddings.device
 
     def to(self, device: torch.device | str) -> "TextEncoder":
-        self.text_model.to(device)
+        self.tower.to(device)
         if self.projection is not None:
             self.projection.to(device)
         return self
@@ -102,15 +103,15 @@ class TextEncoder:
 
     @property
     def token_embeddings(self) -> torch.Tensor:
-        return self.text_model.embeddings.token_embedding.weight
+        return self.tower.embeddings.token_embedding.weight
 
     @property
     def position_embeddings(self) -> torch.Tensor:
-        return self.text_model.embeddings.position_embedding.weight
+        return self.tower.embeddings.position_embedding.weight
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token + position embeddings: the input of layer 0."""
-        return self.text_model.embeddings(input_ids=input_ids)
+        return self.tower.embeddings(input_ids)
 
     def decode_token(self, token_id: int) -> str:
         """The token as a person would type it: "mn", not BPE's "mn</w>" or sentencepiece's "▁mn";
@@ -128,19 +129,9 @@ class TextEncoder:
         return text or raw
 
     # -- the transformer stack -----------------------------------------------------
-    def _mask(self, length: int, dtype: torch.dtype) -> torch.Tensor | None:
-        if not self.causal:
-            return None
-        mask = torch.full((length, length), torch.finfo(dtype).min, device=self.device, dtype=dtype)
-        return torch.triu(mask, diagonal=1)[None, None]
-
     def encode_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """All layers (with the family's mask) and the final LayerNorm: F = last_hidden_state."""
-        mask = self._mask(x.shape[1], x.dtype)
-        h = x
-        for layer in self.text_model.encoder.layers:
-            h = layer(h, mask)
-        return self.text_model.final_layer_norm(h)
+        return self.tower(x)
 
     def attention_to(self, x: torch.Tensor, position: int) -> list[torch.Tensor]:
         """Per layer, the share of attention that every query puts on `position`.
@@ -148,23 +139,13 @@ class TextEncoder:
         Returns one [B] tensor per layer: the mean over heads and over the queries
         that can see `position` (those after it when causal).
         """
-        mask = self._mask(x.shape[1], x.dtype)
         h = x
         shares = []
-        for layer in self.text_model.encoder.layers:
-            attn = layer.self_attn
-            normed = layer.layer_norm1(h)
-            b, length, _ = normed.shape
-            heads = attn.num_heads
-            q = attn.q_proj(normed).view(b, length, heads, -1).transpose(1, 2)
-            k = attn.k_proj(normed).view(b, length, heads, -1).transpose(1, 2)
-            scores = (q @ k.transpose(-1, -2)) * attn.scale
-            if mask is not None:
-                scores = scores + mask
-            probs = scores.softmax(-1)  # [B, H, L, L]
-            first_query = position if self.causal else 0
+        first_query = position if self.causal else 0
+        for layer in self.tower.layers():
+            probs = layer.self_attn.probabilities(layer.layer_norm1(h), causal=self.causal)  # [B, H, L, L]
             shares.append(probs[:, :, first_query:, position].mean(dim=(1, 2)))
-            h = layer(h, mask)
+            h = layer(h, causal=self.causal)
         return shares
 
     def encode(self, tokens: Tokenized) -> torch.Tensor:
@@ -179,7 +160,7 @@ class TextEncoder:
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.family == "siglip":
-            return self.text_model.head(pooled)
+            return self.tower.head(pooled)
         return self.projection(pooled) if self.projection is not None else pooled
 
     def text_features(self, texts: list[str]) -> torch.Tensor:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bot.captions import random_caption, random_spec
+from bot.progress import progress
 from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
 from bot.zoo.synthetic import render, sample_batch, to_tensor
 
@@ -82,7 +82,7 @@ def _fine_tune_text(student, steps: int, lr: float, loss_fn, desc: str, seed: in
         p.requires_grad_(n.startswith(("text_model", "text_projection")))
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     student.train()
-    with tqdm(range(steps), desc=desc, unit="step", leave=False) as bar:
+    with progress(range(steps), desc=desc, unit="step", leave=False) as bar:
         for step in bar:
             loss = loss_fn(step)
             optimizer.zero_grad(set_to_none=True)

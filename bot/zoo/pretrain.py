@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from bot.progress import progress
 from bot.zoo.synthetic import sample_batch
 
 LOGIT_LR_SCALE = 10.0   # temperature (and SigLIP's bias) adapt faster than the weights, undecayed
@@ -112,7 +112,7 @@ def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, 
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     loss_value = float("nan")
-    with tqdm(range(steps), desc=desc, unit="step", leave=False) as bar:
+    with progress(range(steps), desc=desc, unit="step", leave=False) as bar:
         for _ in bar:
             pixels, captions, _ = sample_batch(rng, batch_size)
             t = text_embeds(model, tokenize(tokenizer, captions, max_length, causal=is_causal(model)))
