@@ -54,9 +54,11 @@ class PromptBatch:
         under a causal mask: nothing after a prompt's EOS reaches the features measured, so every statistic
         is unchanged and a step costs what its longest prompt needs. Bidirectional towers (SigLIP) attend
         to their padding: they keep every position."""
+        eos_host = None if self.eos_host is None else self.eos_host[index.cpu()]
         length = self.length
         if self.causal and index.numel():
-            length = min(self.length, int(self._eos(index).max()) + 1)
+            eos = self.tokens.eos_index[index] if eos_host is None else eos_host
+            length = min(self.length, int(eos.max()) + 1)
         rows = index.to(self.x_suspect.device)
         t = self.tokens
         return PromptBatch(
@@ -66,7 +68,7 @@ class PromptBatch:
             x_anchor=None if self.x_anchor is None else self.x_anchor[rows, :length],
             f_suspect=self.f_suspect[rows, :length],
             causal=self.causal,
-            eos_host=None if self.eos_host is None else self.eos_host[index.cpu()],
+            eos_host=eos_host,
         )
 
     def by_length(self) -> torch.Tensor:

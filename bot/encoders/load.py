@@ -19,7 +19,7 @@ from bot.encoders.layout import CheckpointInfo, inspect_checkpoint, open_clip_mo
 from bot.encoders.safetensors_check import check_safetensors
 from bot.encoders.text_encoder import TextEncoder
 from bot.encoders.tokenizers import load_clip_tokenizer, load_siglip_tokenizer
-from bot.encoders.tower import ACTIVATIONS, TextTower, TowerSpec, expected_shapes
+from bot.encoders.tower import ACTIVATIONS, TextTower, TowerSpec
 from bot.errors import CorruptCheckpointError, NothingScannableError, ShapeMismatchError, UnknownArchitectureError
 from bot.formats import CLIP_EOS_ID, MAX_TOWER_DIMENSION
 
@@ -175,8 +175,9 @@ def build_tower(spec: TextSpec, state: dict[str, torch.Tensor], *, source: str) 
     if spec.tower.num_layers > len(layers):
         raise ShapeMismatchError(f"{source}: the config describes {spec.tower.num_layers} text layers but the "
                                  f"checkpoint holds {len(layers)}; weights and config.json do not match")
-    check_shapes(expected_shapes(spec.tower), state, source=source)
-    return TextTower.from_state(spec.tower, state)
+    tower = TextTower(spec.tower, device="meta")  # laid out, nothing allocated: the checkpoint's tensors fill it
+    load_strictly(tower, state, source=source, assign=True)
+    return tower.eval()
 
 
 # -- tensors -----------------------------------------------------------------------------------
@@ -250,10 +251,12 @@ def open_clip_to_transformers(tensors: dict[str, torch.Tensor]
     return out, projection
 
 
-def load_strictly(module: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "") -> None:
-    """load_state_dict(strict=True), with the first offending key and both shapes in the error."""
+def load_strictly(module: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "",
+                  assign: bool = False) -> None:
+    """load_state_dict(strict=True) in float32, with the first offending key and both shapes in the error;
+    assign: the tensors become the module's own (a module on the meta device)."""
     check_shapes({k: tuple(t.shape) for k, t in module.state_dict().items()}, state, source=source, prefix=prefix)
-    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=assign)
 
 
 def check_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], *, source: str,

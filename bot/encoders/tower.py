@@ -7,8 +7,8 @@ the same names as transformers' CLIPTextModel / SiglipTextModel (without their `
 nesting), so a state dict loads into either, and computes the same features (tested against
 transformers on trained checkpoints in tests/test_encoders.py).
 
-The modules are first built on the meta device: nothing is allocated until the checkpoint's
-own tensors, already checked against the spec's shapes, are assigned to them.
+A checkpoint's tower is first built on the meta device: nothing is allocated until its own
+tensors, checked against the spec's shapes, are assigned to it (bot.encoders.load.build_tower).
 """
 
 from __future__ import annotations
@@ -164,14 +164,6 @@ class TextTower(nn.Module):
                 self.head = Linear(spec.hidden_size, spec.head_size)
 
     @classmethod
-    def from_state(cls, spec: TowerSpec, state: dict[str, torch.Tensor]) -> TextTower:
-        """The tower holding `state` (float32), built without allocating anything of its own. The caller has
-        checked the names and shapes (bot.encoders.load.load_strictly against `expected_shapes`)."""
-        tower = cls(spec, device="meta")
-        tower.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=True)
-        return tower.eval()
-
-    @classmethod
     def random(cls, spec: TowerSpec, *, seed: int = 0) -> TextTower:
         """Randomly initialised (timing benchmarks, unit tests): a scan's verdict on it means nothing."""
         generator = torch.Generator().manual_seed(seed)
@@ -196,9 +188,4 @@ class TextTower(nn.Module):
         for layer in self.encoder.layers:
             x = layer(x, causal=causal)
         return self.final_layer_norm(x)
-
-
-def expected_shapes(spec: TowerSpec) -> dict[str, tuple[int, ...]]:
-    """Every parameter's name and shape for `spec`, from the meta device (nothing is allocated)."""
-    return {name: tuple(t.shape) for name, t in TextTower(spec, device="meta").state_dict().items()}
 
