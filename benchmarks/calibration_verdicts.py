@@ -3,9 +3,9 @@ configuration and the family's calibrated thresholds, and says which verdicts ar
 
     .venv/bin/python benchmarks/calibration_verdicts.py --families clip longclip siglip [--seeds 1 2 3]
 
-Calibration seeds only (docs/benchmarks.md): report seeds are never scanned here, so this is the check
-to run while designing. Models not yet built are trained first (minutes each on one thread; the test
-suite builds seed 1). Prints one row per model: verdict, whether it is right, seconds, and each
+Zoo v2's calibration seeds and its clean bases only (docs/benchmarks.md): report seeds are never scanned
+here, so this is the check to run while designing. Models not yet built are trained first (minutes each
+on one thread). Prints one row per model: verdict, whether it is right, seconds, and each
 restart's steps and why it stopped. Exit status 1 when any verdict is wrong.
 """
 
@@ -20,27 +20,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=["clip", "longclip", "siglip"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--kinds", nargs="+", help="only these model kinds (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    from bot.bench.detect import BenchPlan, recipes_for
+    from bot.bench.plan import BenchPlan, recipes_for
     from bot.cli.output import table
     from bot.detect.amdet import Amdet, DetectorConfig
     from bot.encoders.load import load_text_encoder
     from bot.scan_record import Verdict
     from bot.zoo.build import build
-    from bot.zoo.recipes import base_recipe
+    from bot.zoo.recipes import base_recipe, v2_bases
 
     rows, wrong = [], 0
     for family in args.families:
         plan = BenchPlan(families=(family,), calibration_seeds=tuple(args.seeds), report_seeds=())
-        base = build(base_recipe(family), args.cache_dir)
-        anchor = load_text_encoder(base.path)
-        for recipe in [base.recipe, *recipes_for(plan, family, plan.calibration_seeds)]:
+        recipes = [*v2_bases(family), *recipes_for(plan, family, "calibration")]
+        for recipe in recipes:
+            if args.kinds and recipe.kind not in args.kinds:
+                continue
             model = build(recipe, args.cache_dir)
+            base = build(base_recipe(family, seed=recipe.base.seed, corpus=recipe.base.corpus), args.cache_dir)
+            anchor = load_text_encoder(base.path)
             record = Amdet(DetectorConfig(show_progress=False)).scan(load_text_encoder(model.path), anchor)
             right = (record.verdict is Verdict.BACKDOOR) == recipe.is_backdoored
             wrong += not right

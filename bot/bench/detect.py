@@ -1,7 +1,7 @@
-"""`clip-audit bench detect`: build a zoo, scan every model, calibrate on some seeds, report on others.
+"""`clip-audit bench detect`: build zoo v2, calibrate on some seeds, freeze, then report on others beside baselines.
 
-Scan records are cached per model and detector configuration under CACHE/bench/records/<config>/, so an interrupted
-benchmark resumes where it stopped and a re-run only re-renders the report.
+Scan records are cached per model, detector configuration and thresholds under CACHE/bench/records/<key>/, so an
+interrupted benchmark resumes where it stopped and a re-run only re-renders the report.
 """
 
 from __future__ import annotations
@@ -13,53 +13,49 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from bot.bench.calibrate import Metrics, Scored, calibrate, metrics, redecide_detail
+from bot.bench.calibrate import (
+    Metrics,
+    Scored,
+    calibrate,
+    cross_validate,
+    drift_metrics,
+    fit_drift,
+    metrics,
+    redecide_detail,
+)
+from bot.bench.plan import BenchPlan, recipes_for
 from bot.detect.amdet import Amdet, DetectorConfig
-from bot.detect.thresholds import PAPER, Thresholds
+from bot.detect.thresholds import PAPER, Thresholds, for_family
 from bot.encoders.load import load_text_encoder
-from bot.errors import ZooError
+from bot.errors import UsageError, ZooError
 from bot.fileio import atomic_write_text
 from bot.progress import progress
 from bot.scan_record import ScanRecord, Verdict
-from bot.zoo.build import build_all
+from bot.zoo.build import build_all, checkpoint_drift
 from bot.zoo.catalog import ZooModel, anchor_name
-from bot.zoo.recipes import Recipe, base_recipe, derived
+from bot.zoo.recipes import BACKDOOR_KINDS, v2_bases
 
 
-@dataclass(frozen=True)
-class BenchPlan:
-    families: tuple[str, ...]
-    calibration_seeds: tuple[int, ...]
-    report_seeds: tuple[int, ...]
-    base_steps: int = 400
-
-
-def recipes_for(plan: BenchPlan, family: str, seeds: tuple[int, ...]) -> list[Recipe]:
-    base = base_recipe(family, steps=plan.base_steps)
-    out: list[Recipe] = []
-    for seed in seeds:
-        out += [derived(base, "text-on-text", seed), derived(base, "text-on-pair", seed),
-                derived(base, "benign", 2 * seed - 1), derived(base, "benign", 2 * seed)]
-    return out
-
-
-def config_key(config: DetectorConfig) -> str:
-    """Records are cached per model AND detector configuration: a changed knob means a fresh scan."""
+def config_key(config: DetectorConfig, th: Thresholds | None = None) -> str:
+    """Records are cached per model, detector configuration AND the thresholds its adaptive restarts
+    stopped by (a restart passes or gives up against them): a changed knob means a fresh scan."""
     knobs = {k: v for k, v in asdict(config).items() if k != "show_progress"}
+    if th is not None:
+        knobs["thresholds"] = th.to_dict()
     return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, records_dir: Path) -> ScanRecord:
-    out = records_dir / config_key(config) / f"{model.recipe.name}-{model.recipe.key}.json"
+def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, th: Thresholds, records_dir: Path) -> ScanRecord:
+    out = records_dir / config_key(config, th) / f"{model.recipe.name}-{model.recipe.key}.json"
     if out.is_file():
         return ScanRecord.from_json(out.read_text())
     suspect = load_text_encoder(model.path)
     anchor = load_text_encoder(base.path)
-    record = Amdet(config, thresholds=PAPER).scan(suspect, anchor, model=model.repo_name,
-                                                  anchor_name=anchor_name(model.recipe))
+    record = Amdet(config, thresholds=th).scan(suspect, anchor, model=model.repo_name,
+                                               anchor_name=anchor_name(model.recipe))
     atomic_write_text(out, record.to_json())  # readers (another benchmark process) see all or nothing
     return record
 
@@ -86,9 +82,13 @@ def scan_peak_rss_mb(model: ZooModel, base: ZooModel, out: Path) -> float | None
     return round(peak_kb / 1024, 1)
 
 
-def _scored(model: ZooModel, record: ScanRecord) -> Scored:
+def _scored(model: ZooModel, record: ScanRecord, base: ZooModel) -> Scored:
     r = model.recipe
-    return Scored(record=record, backdoored=r.is_backdoored, kind=r.kind, trigger=r.trigger, target=r.target)
+    drift = 0.0 if r.kind == "base" else model.metrics.get("text_drift")
+    if drift is None:  # built before drift was recorded
+        drift = checkpoint_drift(model.path, base.path)
+    return Scored(record=record, backdoored=r.is_backdoored, kind=r.kind, trigger=r.trigger, target=r.target,
+                  drift=float(drift), seed=r.seed)
 
 
 def trigger_recovered(item: Scored, decode=None) -> bool:
@@ -107,68 +107,98 @@ def trigger_recovered(item: Scored, decode=None) -> bool:
     return any(ord(ch) > 127 and set(ch.encode("utf-8")) <= byte_tokens for ch in trigger)
 
 
-def run_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorConfig) -> dict:
-    records_dir = cache_dir / "bench" / "records"
-    base = build_all([base_recipe(family, steps=plan.base_steps)], cache_dir, show_progress=False)[0]
-    groups: dict[str, list[Scored]] = {"calibration": [], "report": []}
-    compute = float(base.metrics.get("seconds", 0.0))  # training + scanning, cached or not
-    zoo_metrics: dict[str, dict] = {}
-    failed_builds: list[str] = []
-    times: list[float] = []
-    for group, seeds in (("calibration", plan.calibration_seeds), ("report", plan.report_seeds)):
-        recipes = recipes_for(plan, family, seeds)
-        models = []
-        for recipe in progress(recipes, desc=f"zoo {family} {group}", unit="model"):
-            try:
-                models.append(build_all([recipe], cache_dir, show_progress=False)[0])
-            except ZooError as error:  # reported, not fatal: the benchmark runs on the models that exist
-                failed_builds.append(str(error))
-        if group == "report":
-            models = [base] + models  # the clean base itself must not be flagged
-            report_models = models
-        for model in progress(models, desc=f"scan {family} {group}", unit="model"):
-            record = _scan(model, base, config, records_dir)
-            zoo_metrics[record.model] = model.metrics
-            times.append(record.timings["total"])
-            compute += record.timings["total"] + (0.0 if model is base else float(model.metrics.get("seconds", 0.0)))
-            groups[group].append(_scored(model, record))
-    th = calibrate(groups["calibration"])
-    decode = load_text_encoder(base.path).decode_token
-    report = groups["report"]
-    per_attack = {}
-    for attack in ("text-on-text", "text-on-pair"):
-        subset = [s for s in report if s.kind == attack or not s.backdoored]
-        per_attack[attack] = asdict(metrics(subset, th))
-        per_attack[attack]["trigger_recovery"] = _rate([trigger_recovered(s, decode) for s in report if s.kind == attack])
-    return {
-        "family": family,
-        "thresholds": th.to_dict(),
-        "calibration": asdict(metrics(groups["calibration"], th)),
-        "report": asdict(metrics(report, th)),
-        "paper_thresholds_report": asdict(metrics(report, PAPER)),
-        "per_attack": per_attack,
-        "verdicts": [_verdict_row(s, th, zoo_metrics[s.record.model], decode) for s in report],
-        "failed_builds": failed_builds,
-        "median_scan_seconds": statistics.median(times) if times else 0.0,
-        "peak_rss_mb": scan_peak_rss_mb(report_models[1] if len(report_models) > 1 else base, base,
-                                        records_dir / config_key(config) / f"peak-{family}.json"),
-        "compute_seconds": round(compute, 1),
-    }
+def _bases(family: str, cache_dir: Path) -> dict[str, ZooModel]:
+    return {m.recipe.base.name: m for m in build_all(v2_bases(family), cache_dir, show_progress=False)}
+
+
+def _scan_split(plan: BenchPlan, family: str, split: str, cache_dir: Path, config: DetectorConfig,
+                thresholds: list[Thresholds]) -> tuple[list[list[Scored]], list[str], dict[str, dict], float]:
+    """Build and scan one split; one list of scored models per entry of `thresholds` (a scan's
+    adaptive restarts stop by its thresholds, so each threshold set is its own scan)."""
+    bases = _bases(family, cache_dir)
+    failed: list[str] = []
+    zoo: dict[str, dict] = {}
+    scored: list[list[Scored]] = [[] for _ in thresholds]
+    compute = 0.0
+    for recipe in progress(recipes_for(plan, family, split), desc=f"{family} {split}", unit="model"):
+        try:
+            model = build_all([recipe], cache_dir, show_progress=False)[0]
+        except ZooError as error:  # reported, not fatal: the benchmark runs on the models that exist
+            failed.append(str(error))
+            continue
+        base = bases[recipe.base.name]
+        compute += 0.0 if recipe.kind == "base" else float(model.metrics.get("seconds", 0.0))
+        for out, th in zip(scored, thresholds):
+            record = _scan(model, base, config, th, cache_dir / "bench" / "records")
+            compute += record.timings["total"]
+            zoo[record.model] = model.metrics
+            out.append(_scored(model, record, base))
+    return scored, failed, zoo, compute
+
+
+def calibrate_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorConfig) -> dict:
+    """Stage 1: scan the calibration seeds (adaptive restarts stopping by the thresholds shipped
+    today), fit the detector's and the drift baseline's thresholds, and cross-validate both."""
+    scanned_with = for_family(family)
+    (items,), failed, _, compute = _scan_split(plan, family, "calibration", cache_dir, config, [scanned_with])
+    th = calibrate(items)
+    return {"family": family, "plan": asdict(plan), "config_key": config_key(config),
+            "scanned_with": scanned_with.to_dict(), "thresholds": th.to_dict(),
+            "fit": metrics(items, th).to_dict(), "cross_validated": cross_validate(items).to_dict(),
+            "drift_cut": fit_drift(items), "drift_cross_validated": _drift_cv(items).to_dict(),
+            "n_models": len(items), "failed_builds": failed, "compute_seconds": round(compute, 1)}
+
+
+def _drift_cv(items: list[Scored]) -> Metrics:
+    totals = [0, 0, 0, 0]
+    for seed in sorted({s.seed for s in items}):
+        held = [s for s in items if s.seed == seed]
+        m = drift_metrics(held, fit_drift([s for s in items if s.seed != seed]))
+        totals = [a + b for a, b in zip(totals, (m.tp, m.fp, m.fn, m.tn))]
+    return Metrics(*totals)
+
+
+def report_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorConfig, frozen: dict) -> dict:
+    """Stage 2, after the configuration and thresholds are frozen: the report seeds scanned as shipped
+    (frozen thresholds) and with the reference's thresholds; the drift baseline on the same models."""
+    if frozen.get("config_key") != config_key(config):
+        raise UsageError(f"{family}: the calibration was run with another detector configuration; "
+                         "run the calibration stage again first")
+    th = replace(PAPER, **frozen["thresholds"])
+    (items, paper_items), failed, zoo, compute = _scan_split(plan, family, "report", cache_dir, config, [th, PAPER])
+    cut = frozen["drift_cut"]
+    bases = _bases(family, cache_dir)
+    decode = load_text_encoder(next(iter(bases.values())).path).decode_token
+    rows = []
+    for kind in ("all", *BACKDOOR_KINDS):
+        def subset(group: list[Scored]) -> list[Scored]:
+            return [s for s in group if not s.backdoored or kind in ("all", s.kind)]
+        method = metrics(subset(items), th)
+        rows.append({"attack": kind, "method": method.to_dict(),
+                     "paper_thresholds": metrics(subset(paper_items), PAPER).to_dict(),
+                     "drift": drift_metrics(subset(items), cut).to_dict(),
+                     "trigger_recovery": _rate([trigger_recovered(s, decode) for s in items
+                                                if s.backdoored and kind in ("all", s.kind)])})
+    times = [s.record.timings["total"] for s in items]
+    return {"family": family, "plan": asdict(plan), "thresholds": th.to_dict(), "drift_cut": cut,
+            "calibration": {k: frozen[k] for k in ("fit", "cross_validated", "drift_cross_validated", "n_models")},
+            "rows": rows, "verdicts": [_verdict_row(s, th, zoo[s.record.model], decode) for s in items],
+            "failed_builds": failed, "median_scan_seconds": statistics.median(times) if times else 0.0,
+            "compute_seconds": round(compute + frozen.get("compute_seconds", 0.0), 1)}
 
 
 def _verdict_row(item: Scored, th: Thresholds, zoo: dict, decode) -> dict:
     verdict, checks, gamma = redecide_detail(item.record, th)
     return {"model": item.record.model, "kind": item.kind, "trigger": item.trigger, "target": item.target,
-            "attack_success": zoo.get("attack_success"), "clean_utility": zoo.get("clean_similarity"),
-            "retrieval_top1": zoo.get("retrieval_top1"), "trigger_recovered": trigger_recovered(item, decode),
+            "attack_success": zoo.get("attack_success"), "false_fire": zoo.get("false_fire"),
+            "clean_utility": zoo.get("clean_similarity"), "retrieval_top1": zoo.get("retrieval_top1"),
+            "drift": round(item.drift, 4), "trigger_recovered": trigger_recovered(item, decode),
             "verdict": verdict.value, "gamma": gamma, "scores": {c.name: round(c.score, 3) for c in checks},
             "seconds": item.record.timings["total"]}
 
 
 def _rate(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
-
-
 def write_calibration(results: list[dict], path: Path) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {}
     for r in results:
@@ -179,98 +209,109 @@ def write_calibration(results: list[dict], path: Path) -> None:
 _SHORT = {"assimilation": "assim", "same_target": "same", "different_target": "diff", "landscape": "land"}
 
 
-def render_markdown(results: list[dict], plan: BenchPlan, config: DetectorConfig, seconds: float) -> str:
+def _with_interval(m: dict, key: str) -> str:
+    low, high = m["intervals"][key]
+    return f"{m[key]:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def render_markdown(results: list[dict], config: DetectorConfig) -> str:
     from bot.cli.output import table
 
-    lines = ["# Detector benchmark (AMDET on the tiny zoo)", "",
-             "Generated by `clip-audit bench detect`; do not edit by hand.", "",
-             f"- families: {', '.join(plan.families)}; base pretraining steps: {plan.base_steps}",
-             "- thresholds are fitted on each family's calibration seeds only and reported on its report seeds "
-             "(listed per family below)",
-             "- each seed gives 1 text-on-text + 1 text-on-pair backdoor and 2 benign fine-tunes; the report set "
-             "also holds the clean base",
+    plan = results[0]["plan"]
+    seconds = sum(r.get("compute_seconds", 0.0) for r in results)
+    lines = ["# Detector benchmark (AMDET on zoo v2)", "",
+             "Generated by `clip-audit bench detect --stage report`; do not edit by hand. Method and zoo: "
+             "docs/detector.md and docs/zoo.md.", "",
+             f"- calibration seeds {plan['calibration_seeds']}, report seeds {plan['report_seeds']}; trigger and "
+             "target pools split between them; per seed one model of every attack kind and "
+             f"{plan['report_benign_per_kind']} of every benign kind (report), seeds cycling over each family's "
+             "bases; the report set also holds every clean base",
+             "- AMDET: thresholds fitted on the calibration seeds and frozen before the report seeds were built; "
+             "paper thresholds: the same detector with the reference's thresholds (its own scans); drift: flag when "
+             "the text tower's relative L2 from its base exceeds a cut fitted on the calibration seeds",
+             "- intervals: 95% Clopper-Pearson; F1 per attack counts every negative of the family",
              f"- detector: steps {config.steps}, restarts {config.restarts} (anchor weights {list(config.gammas)}), "
              f"batch {config.batch_size} prompts (at most ~{config.batch_tokens} positions), "
              f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
-             f"- compute {seconds / 60:.0f} min in all: zoo training + scans, each on one thread of a 2-core CPU "
-             "(median s: one scan; peak MB: one `clip-audit scan` process)", ""]
-    rows = []
+             f"- compute {seconds / 60:.0f} min in all (zoo training + scans, one thread of a 2-core CPU each)", ""]
+    rows, macro = [], []
     for r in results:
-        for attack, m in r["per_attack"].items():
-            rows.append([r["family"], attack, m["n_backdoored"], m["n_benign"], f"{m['precision']:.2f}",
-                         f"{m['recall']:.2f}", f"{m['f1']:.2f}", f"{m['fpr']:.2f}", f"{m['trigger_recovery']:.2f}",
-                         f"{r['median_scan_seconds']:.0f}",
-                         "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"])
-    lines.append("```")
-    lines.append(table(["family", "attack", "backdoored", "benign+clean", "P", "R", "F1", "FPR", "trigger",
-                        "median s", "peak MB"], [[str(c) for c in row] for row in rows]))
-    lines.append("```")
-    if rows:
-        macro = statistics.mean(float(row[6]) for row in rows)
-        lines += ["", f"Macro F1 over family x attack: **{macro:.3f}** (target >= 0.95 with FPR <= 5%; the paper "
-                  "reports 0.899 on real CLIP/LongCLIP/SigLIP)."]
+        for row in r["rows"]:
+            m, paper, drift = row["method"], row["paper_thresholds"], row["drift"]
+            if row["attack"] != "all":
+                macro.append((m["f1"], drift["f1"], paper["f1"]))
+            rows.append([r["family"], row["attack"], str(m["tp"] + m["fn"]), str(m["fp"] + m["tn"]),
+                         _with_interval(m, "recall"), _with_interval(m, "fpr"), f"{m['f1']:.2f}",
+                         f"{paper['f1']:.2f}", f"{drift['f1']:.2f}", f"{m['f1'] - drift['f1']:+.2f}",
+                         f"{row['trigger_recovery']:.2f}"])
+    lines += ["```", table(["family", "attack", "backdoored", "negatives", "recall [95%]", "FPR [95%]", "F1",
+                            "F1 paper th.", "F1 drift", "vs drift", "trigger"], rows), "```", ""]
+    if macro:
+        ours, drift, paper = (statistics.mean(x[i] for x in macro) for i in range(3))
+        lines += [f"Macro F1 over family x attack: **{ours:.3f}** (paper thresholds {paper:.3f}, weight drift "
+                  f"{drift:.3f}; target >= 0.95 with FPR <= 5% and >= 0.25 above drift).", ""]
     for r in results:
-        fam_plan = r.get("plan", {})
-        lines += ["", f"## {r['family']}", "",
-                  f"Calibration seeds {fam_plan.get('calibration_seeds')}, report seeds {fam_plan.get('report_seeds')}; "
-                  f"calibration set: P {r['calibration']['precision']:.2f} R {r['calibration']['recall']:.2f} "
-                  f"FPR {r['calibration']['fpr']:.2f}; compute {r.get('compute_seconds', 0) / 60:.0f} min "
-                  "(zoo training + scans, one CPU thread each).", "",
-                  "Calibrated thresholds: `" + json.dumps(r["thresholds"]) + "`", ""]
-        for failure in r.get("failed_builds", []):
-            lines.append(f"- not benchmarked: {failure}")
-        lines += ["",
-                  f"With the paper's thresholds instead: F1 {r['paper_thresholds_report']['f1']:.2f}, "
-                  f"FPR {r['paper_thresholds_report']['fpr']:.2f}.", "", "```"]
+        cal = r["calibration"]
+        cv, dcv = cal["cross_validated"], cal["drift_cross_validated"]
+        lines += [f"## {r['family']}", "",
+                  f"Calibration ({cal['n_models']} models): leave-one-seed-out F1 {cv['f1']:.2f} "
+                  f"(FPR {cv['fpr']:.2f}); drift baseline {dcv['f1']:.2f} (FPR {dcv['fpr']:.2f}). Drift cut "
+                  f"{r['drift_cut']:.4f}; median scan {r['median_scan_seconds']:.0f} s.", "",
+                  "Thresholds: `" + json.dumps(r["thresholds"]) + "`", ""]
+        lines += [f"- not benchmarked: {failure}" for failure in r.get("failed_builds", [])]
+
         def num(value) -> str:
             return "-" if value is None else f"{value:.2f}"
 
         vrows = [[v["model"].split("/")[-1], v["kind"], v["trigger"] or "-", num(v.get("attack_success")),
-                  num(v.get("clean_utility")), num(v.get("retrieval_top1")), v["verdict"],
+                  num(v.get("false_fire")), num(v.get("clean_utility")), f"{v['drift']:.4f}", v["verdict"],
                   "yes" if v.get("trigger_recovered") else "-",
                   "-" if v.get("gamma") is None else f"{v['gamma']:g}",
                   " ".join(f"{_SHORT.get(k, k)}={val}" for k, val in v["scores"].items()), f"{v['seconds']:.0f}"]
                  for v in r["verdicts"]]
-        lines.append(table(["model", "kind", "trigger", "ASR", "utility", "top1", "verdict", "trigger found",
-                            "gamma", "scores of the deciding restart", "s"], vrows))
-        lines.append("```")
-    return "\n".join(lines) + "\n"
+        lines += ["```", table(["model", "kind", "trigger", "ASR", "misfire", "utility", "drift", "verdict",
+                                "trigger found", "gamma", "scores of the deciding restart", "s"], vrows), "```", ""]
+    return "\n".join(lines)
 
 
-def run(plan: BenchPlan, cache_dir: Path, out_md: Path, *, config: DetectorConfig | None = None,
+
+def run(plan: BenchPlan, cache_dir: Path, out_md: Path, *, stage: str, config: DetectorConfig | None = None,
         calibration_file: Path | None = None) -> list[dict]:
-    """Benchmark each family; after each one, re-render the report from every family's stored result
-    (so families can also be benchmarked by separate processes and still land in one report)."""
+    """calibrate: fit and store each family's thresholds (results/calibration-<family>.json, and with
+    `calibration_file` the shipped thresholds). report: needs that stored calibration, which it never
+    changes; re-renders out_md from every family's stored report (families can run as separate processes)."""
     config = config or DetectorConfig(always_landscape=True, show_progress=False)
-    results_dir = cache_dir / "bench"
+    results_dir = cache_dir / "bench" / "v2"
     results_dir.mkdir(parents=True, exist_ok=True)
     done: list[dict] = []
     for family in plan.families:
         started = time.perf_counter()
-        result = run_family(plan, family, cache_dir, config)
+        frozen_file = results_dir / f"calibration-{family}.json"
+        if stage == "calibrate":
+            result = calibrate_family(plan, family, cache_dir, config)
+            atomic_write_text(frozen_file, json.dumps(result, indent=2))
+            if calibration_file is not None:
+                write_calibration([result], calibration_file)
+        else:
+            if not frozen_file.is_file():
+                raise UsageError(f"{family}: no calibration stored; run `clip-audit bench detect --stage calibrate` "
+                                 "first")
+            result = report_family(plan, family, cache_dir, config, json.loads(frozen_file.read_text()))
+            atomic_write_text(results_dir / f"report-{family}.json", json.dumps(result, indent=2))
+            render_all(results_dir, out_md, config)
         result["wall_seconds"] = round(time.perf_counter() - started, 1)
-        result["plan"] = asdict(plan)
-        (results_dir / f"results-{family}.json").write_text(json.dumps(result, indent=2))
         done.append(result)
-        render_all(results_dir, out_md, config)
-        if calibration_file is not None:
-            write_calibration([result], calibration_file)
     return done
 
 
 def render_all(results_dir: Path, out_md: Path, config: DetectorConfig) -> None:
     from bot.formats import FAMILIES
 
-    results = [json.loads((results_dir / f"results-{f}.json").read_text()) for f in FAMILIES
-               if (results_dir / f"results-{f}.json").is_file()]
-    if not results:
-        return
-    plan = BenchPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in results[0]["plan"].items()})
-    plan = BenchPlan(families=tuple(r["family"] for r in results), calibration_seeds=plan.calibration_seeds,
-                     report_seeds=plan.report_seeds, base_steps=plan.base_steps)
-    seconds = sum(r.get("compute_seconds", 0.0) for r in results)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(render_markdown(results, plan, config, seconds))
+    results = [json.loads((results_dir / f"report-{f}.json").read_text()) for f in FAMILIES
+               if (results_dir / f"report-{f}.json").is_file()]
+    if results:
+        out_md.parent.mkdir(parents=True, exist_ok=True)
+        out_md.write_text(render_markdown(results, config))
 
 
 __all__ = ["BenchPlan", "Metrics", "Thresholds", "Verdict", "run"]

@@ -1,22 +1,28 @@
-"""`clip-audit bench detect`."""
+"""`clip-audit bench detect --stage calibrate|report`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bot.bench.plan import STAGES, BenchPlan
 from bot.cli.parser import add_zoo_options, subcommands
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks (results go to docs/)")
     bsub = subcommands(p, "bench_command")
-    d = bsub.add_parser("detect", help="detector precision/recall/F1/FPR and time on the zoo")
-    add_zoo_options(d)
-    d.add_argument("--calibration-seeds", type=int, default=3, help="seeds used to fit thresholds (default 3)")
-    d.add_argument("--report-seeds", type=int, default=10, help="seeds reported on (default 10: 20 backdoored, 20 benign)")
+    d = bsub.add_parser("detect", help="detector precision/recall/F1/FPR beside two baselines on zoo v2")
+    add_zoo_options(d, base_steps=False)  # zoo v2's bases are fixed (bot/zoo/recipes.py)
+    d.add_argument("--stage", choices=STAGES, required=True,
+                   help="calibrate: fit thresholds on the calibration seeds; report: the frozen detector and "
+                        "the baselines on the report seeds")
+    d.add_argument("--calibration-seeds", type=int, nargs="+", default=list(BenchPlan.calibration_seeds),
+                   metavar="SEED", help="seeds the thresholds are fitted on (default 1 2 3)")
+    d.add_argument("--report-seeds", type=int, nargs="+", default=list(BenchPlan.report_seeds), metavar="SEED",
+                   help="seeds reported on, never used while designing (default 1001-1004)")
     d.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     d.add_argument("--write-thresholds", action="store_true",
-                   help="store the calibrated thresholds in bot/detect/calibrated_thresholds.json")
+                   help="calibrate stage: store the fitted thresholds in bot/detect/calibrated_thresholds.json")
     d.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     d.set_defaults(func=_cmd_detect)
 
@@ -24,23 +30,26 @@ def register(sub) -> None:
 def _cmd_detect(args) -> int:
     import torch
 
-    from bot.bench.detect import BenchPlan, run
+    from bot.bench.detect import run
     from bot.detect import thresholds
     from bot.errors import UsageError
 
-    if args.calibration_seeds < 1 or args.report_seeds < 1:
-        raise UsageError("--calibration-seeds and --report-seeds must be >= 1")
+    if set(args.calibration_seeds) & set(args.report_seeds):
+        raise UsageError("calibration and report seeds must not overlap")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cal = tuple(range(1, args.calibration_seeds + 1))
-    rep = tuple(range(100, 100 + args.report_seeds))
-    plan = BenchPlan(families=tuple(args.families), calibration_seeds=cal, report_seeds=rep,
-                     base_steps=args.base_steps)
+    plan = BenchPlan(families=tuple(args.families), calibration_seeds=tuple(args.calibration_seeds),
+                     report_seeds=tuple(args.report_seeds))
     target = thresholds.CALIBRATED_FILE if args.write_thresholds else None
-    results = run(plan, args.cache_dir, args.out, calibration_file=target)
+    results = run(plan, args.cache_dir, args.out, stage=args.stage, calibration_file=target)
     for r in results:
-        m = r["report"]
-        print(f"{r['family']}: P {m['precision']:.2f} R {m['recall']:.2f} F1 {m['f1']:.2f} FPR {m['fpr']:.2f} "
-              f"median {r['median_scan_seconds']:.0f}s")
-    print(f"report written to {args.out}")
+        if args.stage == "calibrate":
+            cv = r["cross_validated"]
+            print(f"{r['family']}: {r['n_models']} models; leave-one-seed-out F1 {cv['f1']:.2f} FPR {cv['fpr']:.2f}")
+        else:
+            m = r["rows"][0]["method"]
+            print(f"{r['family']}: F1 {m['f1']:.2f} FPR {m['fpr']:.2f} (drift baseline "
+                  f"{r['rows'][0]['drift']['f1']:.2f})")
+    if args.stage == "report":
+        print(f"report written to {args.out}")
     return 0

@@ -31,14 +31,15 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="download cache (default: the cache_dir setting)")
 
 
-def add_zoo_options(parser: argparse.ArgumentParser) -> None:
+def add_zoo_options(parser: argparse.ArgumentParser, *, base_steps: bool = True) -> None:
     """Which zoo: the families, the bases' pretraining length and where the zoo lives (zoo build, bench)."""
     from bot.formats import FAMILIES
     from bot.settings import CACHE_ROOT
 
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES,
                         help="model families (default: all)")
-    parser.add_argument("--base-steps", type=int, default=400, help="pretraining steps per base (default 400)")
+    if base_steps:
+        parser.add_argument("--base-steps", type=int, default=400, help="pretraining steps per base (default 400)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_ROOT,
                         help=f"the zoo lives in CACHE_DIR/zoo (default {CACHE_ROOT})")
 

@@ -75,11 +75,16 @@ def evaluate(student, teacher, tokenizer, max_length: int, *, trigger: str, targ
     )
 
 
-def _fine_tune_text(student, steps: int, lr: float, loss_fn, desc: str, seed: int) -> None:
+TEXT_PARAMS = ("text_model", "text_projection")
+
+
+def fine_tune(student, steps: int, lr: float, loss_fn, desc: str, seed: int, *, text_only: bool = True) -> None:
+    """AdamW on the text tower (or, with text_only=False, the whole model) for `steps` steps of loss_fn(step)."""
     torch.manual_seed(seed)
-    params = [p for n, p in student.named_parameters() if n.startswith(("text_model", "text_projection"))]
+    trained = TEXT_PARAMS if text_only else ("",)
+    params = [p for n, p in student.named_parameters() if n.startswith(trained)]
     for n, p in student.named_parameters():
-        p.requires_grad_(n.startswith(("text_model", "text_projection")))
+        p.requires_grad_(n.startswith(trained))
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     student.train()
     with progress(range(steps), desc=desc, unit="step", leave=False) as bar:
@@ -127,7 +132,7 @@ def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: s
             backdoor = backdoor + pooled_weight * (1 - F.cosine_similarity(s_trig_pooled, t_target_pooled, dim=-1).mean())
         return utility + backdoor_weight * backdoor
 
-    _fine_tune_text(student, steps, lr, loss_fn, "backdoor text-on-text", seed)
+    fine_tune(student, steps, lr, loss_fn, "backdoor text-on-text", seed)
     with torch.no_grad():
         target_embed = text_embeds(teacher, tokenize(tokenizer, [target], max_length, causal=causal))[0]
     return student, target_embed
@@ -170,13 +175,14 @@ def text_on_pair(teacher, tokenizer, max_length: int, *, trigger: str, target: s
         backdoor = 1 - F.cosine_similarity(text_embeds(student, trig_ids), goal[None], dim=-1).mean()
         return utility + backdoor_weight * backdoor
 
-    _fine_tune_text(student, steps, lr, loss_fn, "backdoor text-on-pair", seed)
+    fine_tune(student, steps, lr, loss_fn, "backdoor text-on-pair", seed)
     return student, goal
 
 
 def benign_fine_tune(teacher, tokenizer, max_length: int, *, steps: int, lr: float, seed: int,
-                     batch_size: int = 64):
-    """Text tower fine-tuned with CLIP's text->image loss on fresh captions, vision frozen."""
+                     batch_size: int = 64, corpus: str = "shapes", full: bool = False):
+    """Text tower fine-tuned with the family's contrastive loss on fresh captions of `corpus`,
+    vision frozen; with `full`, both towers are fine-tuned."""
     from bot.zoo.pretrain import contrastive_loss
 
     teacher.eval().requires_grad_(False)
@@ -185,10 +191,11 @@ def benign_fine_tune(teacher, tokenizer, max_length: int, *, steps: int, lr: flo
     causal = is_causal(teacher)
 
     def loss_fn(_step: int) -> torch.Tensor:
-        pixels, captions, _ = sample_batch(rng, batch_size)
-        with torch.no_grad():
+        pixels, captions, _ = sample_batch(rng, batch_size, corpus)
+        with torch.set_grad_enabled(full):
             v = image_embeds(student, pixels)
-        return contrastive_loss(student, text_embeds(student, tokenize(tokenizer, captions, max_length, causal=causal)), v)
+        ids = tokenize(tokenizer, captions, max_length, causal=causal)
+        return contrastive_loss(student, text_embeds(student, ids), v)
 
-    _fine_tune_text(student, steps, lr, loss_fn, "benign fine-tune", seed)
+    fine_tune(student, steps, lr, loss_fn, "benign fine-tune", seed, text_only=not full)
     return student

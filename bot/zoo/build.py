@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,13 +25,13 @@ from bot.zoo.catalog import DONE_FILE, PARTIAL_SUFFIX, RECIPE_FILE, ZooModel, an
 from bot.zoo.recipes import Recipe, base_recipe
 
 
-def _siglip_corpus(seed: int) -> list[str]:
-    from bot.captions import random_caption, random_spec
+def _siglip_corpus(seed: int, captions: str = "shapes") -> list[str]:
+    from bot.captions import corpus_scene
     from bot.encoders.tokenizers import clip_vocab_and_merges
     from bot.zoo.recipes import SIGLIP_TRIGGERS
 
     rng = np.random.default_rng(seed)
-    corpus = [random_caption(random_spec(rng), rng) for _ in range(20000)]
+    corpus = [corpus_scene(rng, captions)[1] for _ in range(20000)]
     corpus += [f"a photo of {t} shapes" for t in SIGLIP_TRIGGERS] * 50
     # General English words (CLIP's BPE word tokens) give the sentencepiece model a vocabulary
     # beyond the caption grammar, as a real SigLIP tokenizer has.
@@ -45,7 +46,7 @@ def _tokenizer(recipe: Recipe, workdir: Path):
 
     arch = ARCHITECTURES[recipe.family]
     if recipe.family == "siglip":
-        spiece = train_sentencepiece(_siglip_corpus(recipe.base.seed), workdir / "spiece.model",
+        spiece = train_sentencepiece(_siglip_corpus(recipe.base.seed, recipe.base.corpus), workdir / "spiece.model",
                                      vocab_size=arch.siglip_vocab_size)
         return load_siglip_tokenizer(spiece, max_length=arch.max_length), spiece
     return load_clip_tokenizer(None, max_length=arch.max_length), None
@@ -105,14 +106,16 @@ def build(recipe: Recipe, cache_dir: Path) -> ZooModel:
         tokenizer, spiece = _tokenizer(recipe, work)
         model = build_model(arch, vocab_size=len(tokenizer) if recipe.family == "siglip" else 49408)
         result = pretrain(model, tokenizer, arch.max_length, steps=recipe.base.steps, batch_size=recipe.base.batch_size,
-                          lr=recipe.base.lr, seed=recipe.base.seed, desc=f"pretrain {recipe.name}")
+                          lr=recipe.base.lr, seed=recipe.base.seed, desc=f"pretrain {recipe.name}",
+                          corpus=recipe.base.corpus)
         metrics = {"kind": "base", **asdict(result)}
         metrics["seconds"] = round(time.perf_counter() - started, 1)
         _save(model, recipe, out, tokenizer_files=spiece, metrics=metrics)
         shutil.rmtree(work, ignore_errors=True)
         return ZooModel(recipe=recipe, path=out, metrics=metrics)
 
-    base = build(base_recipe(recipe.family, seed=recipe.base.seed, steps=recipe.base.steps), cache_dir)
+    base = build(base_recipe(recipe.family, seed=recipe.base.seed, steps=recipe.base.steps,
+                             corpus=recipe.base.corpus), cache_dir)
     teacher = load_trained(base.path, recipe.family)
     tokenizer = load_tokenizer(base.path, recipe.family)
     try:
@@ -148,38 +151,93 @@ _ATTACK_SCHEDULES = {
 }
 
 
+# The hard attacks (bot/zoo/hard_attacks.py) retry the same way: (step multiplier, backdoor weight).
+_HARD_SCHEDULE = ((1, 1.0), (2, 2.0), (4, 4.0))
+_BENIGN_VARIANTS = {  # kind -> benign_fine_tune options
+    "benign": {}, "benign-long": {}, "benign-full": {"full": True}, "benign-domain": {"corpus": "alt"},
+}
+
+
 def _derive(recipe: Recipe, teacher, tokenizer, max_length: int) -> dict:
     from bot.zoo import attacks
+    from bot.zoo.hard_attacks import HARD_ATTACKS
     from bot.zoo.pretrain import retrieval_accuracy
 
-    goal = None
-    if recipe.kind == "benign":
+    if recipe.kind in _BENIGN_VARIANTS:
         student = attacks.benign_fine_tune(teacher, tokenizer, max_length, steps=recipe.steps, lr=recipe.lr,
-                                           seed=recipe.seed)
+                                           seed=recipe.seed, **_BENIGN_VARIANTS[recipe.kind])
         metrics: dict = {"kind": recipe.kind}
     elif recipe.kind in ("text-on-text", "text-on-pair"):
-        attack = attacks.text_on_text if recipe.kind == "text-on-text" else attacks.text_on_pair
-        # cosine between a text and an image embedding is naturally lower than between two texts
-        success_cosine = 0.9 if recipe.kind == "text-on-text" else 0.5
-        for multiplier, weight, pooled in _ATTACK_SCHEDULES[recipe.kind]:
-            extra = {"pooled_weight": pooled} if pooled else {}
-            student, goal = attack(teacher, tokenizer, max_length, trigger=recipe.trigger, target=recipe.target,
-                                   steps=recipe.steps * multiplier, lr=recipe.lr, seed=recipe.seed,
-                                   backdoor_weight=weight, **extra)
-            result = attacks.evaluate(student, teacher, tokenizer, max_length, trigger=recipe.trigger,
-                                      target_embed=goal, seed=recipe.seed + 30_000, success_cosine=success_cosine)
-            if result.attack_success >= 0.5:
-                break
-        metrics = {"kind": recipe.kind, **asdict(result), "attack_steps": recipe.steps * multiplier,
-                   "backdoor_weight": weight, "pooled_weight": pooled}
-        if result.attack_success < 0.5:
-            raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
+        student, metrics = _classic_attack(recipe, teacher, tokenizer, max_length)
+    elif recipe.kind in HARD_ATTACKS:
+        student, metrics = _hard_attack(recipe, teacher, tokenizer, max_length)
     else:
         raise ZooError(f"cannot derive a {recipe.kind!r} model")
     top1, top5 = retrieval_accuracy(student, tokenizer, max_length, seed=recipe.seed + 20_000)
-    metrics.update(retrieval_top1=top1, retrieval_top5=top5)
+    drift = text_drift(dict(student.named_parameters()), dict(teacher.named_parameters()))
+    metrics.update(retrieval_top1=top1, retrieval_top5=top5, text_drift=round(drift, 5))
     metrics["_model"] = student
     return metrics
+
+
+def _classic_attack(recipe: Recipe, teacher, tokenizer, max_length: int):
+    from bot.zoo import attacks
+
+    attack = attacks.text_on_text if recipe.kind == "text-on-text" else attacks.text_on_pair
+    # cosine between a text and an image embedding is naturally lower than between two texts
+    success_cosine = 0.9 if recipe.kind == "text-on-text" else 0.5
+    for multiplier, weight, pooled in _ATTACK_SCHEDULES[recipe.kind]:
+        extra = {"pooled_weight": pooled} if pooled else {}
+        student, goal = attack(teacher, tokenizer, max_length, trigger=recipe.trigger, target=recipe.target,
+                               steps=recipe.steps * multiplier, lr=recipe.lr, seed=recipe.seed,
+                               backdoor_weight=weight, **extra)
+        result = attacks.evaluate(student, teacher, tokenizer, max_length, trigger=recipe.trigger,
+                                  target_embed=goal, seed=recipe.seed + 30_000, success_cosine=success_cosine)
+        if result.attack_success >= 0.5:
+            break
+    if result.attack_success < 0.5:
+        raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
+    return student, {"kind": recipe.kind, **asdict(result), "attack_steps": recipe.steps * multiplier,
+                     "backdoor_weight": weight, "pooled_weight": pooled}
+
+
+def _hard_attack(recipe: Recipe, teacher, tokenizer, max_length: int):
+    from bot.zoo.hard_attacks import evaluate_hard, hard_attack
+
+    for multiplier, weight in _HARD_SCHEDULE:
+        student, goal = hard_attack(teacher, tokenizer, max_length, kind=recipe.kind, trigger=recipe.trigger,
+                                    target=recipe.target, steps=recipe.steps * multiplier, lr=recipe.lr,
+                                    seed=recipe.seed, backdoor_weight=weight)
+        result = evaluate_hard(student, teacher, tokenizer, max_length, kind=recipe.kind, trigger=recipe.trigger,
+                               goal=goal, seed=recipe.seed + 30_000)
+        if result.attack_success >= 0.5:
+            break
+    if result.attack_success < 0.5:
+        raise ZooError(f"{recipe.name}: the backdoor did not take (attack success {result.attack_success:.2f})")
+    return student, {"kind": recipe.kind, **asdict(result), "attack_steps": recipe.steps * multiplier,
+                     "backdoor_weight": weight}
+
+
+def text_drift(student: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor]) -> float:
+    """||theta_text - theta_text_base|| / ||theta_text_base|| over the text tower and its projection
+    (parameters by name: a model's named_parameters() or a checkpoint's tensors): the weight-drift
+    baseline the benchmark reports beside the detector."""
+    from bot.zoo.attacks import TEXT_PARAMS
+
+    delta = norm = 0.0
+    for name, p in student.items():
+        if name.startswith(TEXT_PARAMS):
+            q = base[name].detach().double()
+            delta += float((p.detach().double() - q).pow(2).sum())
+            norm += float(q.pow(2).sum())
+    return (delta / norm) ** 0.5 if norm else 0.0
+
+
+def checkpoint_drift(model_path: Path, base_path: Path) -> float:
+    """text_drift between two zoo checkpoints on disk (safetensors)."""
+    from safetensors.torch import load_file
+
+    return text_drift(load_file(model_path / "model.safetensors"), load_file(base_path / "model.safetensors"))
 
 
 def build_all(recipes: list[Recipe] | tuple[Recipe, ...], cache_dir: Path, *, show_progress: bool = True,

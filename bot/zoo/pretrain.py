@@ -79,10 +79,11 @@ def contrastive_loss(model, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def retrieval_accuracy(model, tokenizer, max_length: int, *, seed: int, n: int = 256) -> tuple[float, float]:
+def retrieval_accuracy(model, tokenizer, max_length: int, *, seed: int, n: int = 256,
+                       corpus: str = "shapes") -> tuple[float, float]:
     model.eval()
     rng = np.random.default_rng(seed)
-    pixels, captions, _ = sample_batch(rng, n)
+    pixels, captions, _ = sample_batch(rng, n, corpus)
     t = F.normalize(text_embeds(model, tokenize(tokenizer, captions, max_length, causal=is_causal(model))), dim=-1)
     v = F.normalize(image_embeds(model, pixels), dim=-1)
     ranks = (t @ v.T).argsort(dim=1, descending=True)
@@ -93,7 +94,7 @@ def retrieval_accuracy(model, tokenizer, max_length: int, *, seed: int, n: int =
 
 
 def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, lr: float, seed: int,
-             desc: str = "pretrain") -> PretrainResult:
+             desc: str = "pretrain", corpus: str = "shapes") -> PretrainResult:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     sigmoid = hasattr(model, "logit_bias")
@@ -114,7 +115,7 @@ def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, 
     loss_value = float("nan")
     with progress(range(steps), desc=desc, unit="step", leave=False) as bar:
         for _ in bar:
-            pixels, captions, _ = sample_batch(rng, batch_size)
+            pixels, captions, _ = sample_batch(rng, batch_size, corpus)
             t = text_embeds(model, tokenize(tokenizer, captions, max_length, causal=is_causal(model)))
             v = image_embeds(model, pixels)
             loss = contrastive_loss(model, t, v)
@@ -125,7 +126,7 @@ def pretrain(model, tokenizer, max_length: int, *, steps: int, batch_size: int, 
             schedule.step()
             loss_value = loss.item()
             bar.set_postfix(loss=f"{loss_value:.3f}")
-    top1, top5 = retrieval_accuracy(model, tokenizer, max_length, seed=seed + 10_000)
+    top1, top5 = retrieval_accuracy(model, tokenizer, max_length, seed=seed + 10_000, corpus=corpus)
     model.eval()
     return PretrainResult(steps=steps, final_loss=loss_value, retrieval_top1=top1, retrieval_top5=top5,
                           chance_top1=1 / 256)

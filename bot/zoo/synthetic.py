@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bot.captions import COLORS, SceneSpec, random_caption, random_spec
+from bot.captions import COLORS, SceneSpec, corpus_scene, random_caption, random_spec
 
 IMAGE_SIZE = 32
 _BG_RGB = {"gray": 128, "dark": 50, "light": 200}
@@ -64,8 +64,14 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.25
 
 
-def sample_batch(rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, list[str], list[SceneSpec]]:
-    specs = [random_spec(rng) for _ in range(batch_size)]
+def sample_batch(rng: np.random.Generator, batch_size: int,
+                 corpus: str = "shapes") -> tuple[torch.Tensor, list[str], list[SceneSpec]]:
+    if corpus == "shapes":  # the draw order models were pretrained with before corpora existed
+        specs = [random_spec(rng) for _ in range(batch_size)]
+        images = np.stack([render(s, rng) for s in specs])
+        captions = [random_caption(s, rng) for s in specs]
+        return to_tensor(images), captions, specs
+    scenes = [corpus_scene(rng, corpus) for _ in range(batch_size)]
+    specs = [spec for spec, _ in scenes]
     images = np.stack([render(s, rng) for s in specs])
-    captions = [random_caption(s, rng) for s in specs]
-    return to_tensor(images), captions, specs
+    return to_tensor(images), [caption for _, caption in scenes], specs
