@@ -81,6 +81,8 @@ class Candidate:
     anchor_agreement: list[float]
     landscape_positive_ratio: float | None
     stop: str = ""                 # why the restart ended (detect.inversion.Stop); "" in older records
+    position: str = "start"        # where its pseudo-token was inserted (detect.features.POSITIONS)
+    mode: str = "tokens"           # what it optimised and was judged on (detect.inversion.MODES)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

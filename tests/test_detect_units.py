@@ -197,3 +197,54 @@ def test_calibration_puts_thresholds_mid_gap_not_on_the_edge():
     assert metrics(items, th).f1 == 1.0
     # 0.2, 0.3 and 0.5 all separate 0.6 from 0.0; the middle one is kept (0.5 would sit on the edge)
     assert th.different_target_rate == 0.3
+
+
+def test_insertion_points_place_the_pseudo_token_at_start_middle_or_before_eos():
+    from bot.detect.features import aligned_cosine, points
+
+    eos = torch.tensor([4, 6])
+    assert points(eos, "start", has_bos=True) is None
+    assert points(eos, "end", has_bos=True).tolist() == [4, 6]
+    assert points(eos, "middle", has_bos=True).tolist() == [2, 3]
+    with pytest.raises(ValueError):
+        points(eos, "anywhere", has_bos=True)
+    x, v = torch.randn(2, 8, 4), torch.randn(2, 1, 4)
+    # "start" spelled out as indices gives exactly the reference's concatenation
+    assert torch.equal(insert(x, v, has_bos=True, max_length=9, at=torch.tensor([1, 1])),
+                       insert(x, v, has_bos=True, max_length=9))
+    at_end = insert(x, v, has_bos=True, max_length=9, at=eos)
+    for row, e in enumerate(eos.tolist()):
+        assert torch.equal(at_end[row, e], v[row, 0])            # v right before EOS
+        assert torch.equal(at_end[row, e + 1], x[row, e])        # EOS (and all after it) one later
+        assert torch.equal(at_end[row, :e], x[row, :e])          # the prompt before it untouched
+
+    class Tokens:
+        real_mask = torch.ones(2, 8, dtype=torch.bool)
+
+    class Batch:
+        tokens = Tokens()
+
+    # every original token is compared with itself wherever v went: identical features give 1
+    for at in (torch.tensor([1, 1]), eos):
+        same = insert(x, v, has_bos=True, max_length=9, at=at)
+        assert torch.allclose(aligned_cosine(x, same, Batch(), k=1, has_bos=True, at=at), torch.ones(2))
+
+
+def test_group_consensus_is_the_mean_direction_of_each_restarts_rows():
+    from bot.detect.inversion import _group_consensus
+
+    e = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]), dim=-1)
+    c = _group_consensus(e, torch.tensor([0, 0, 1, 1]))
+    assert torch.allclose(c[0], torch.tensor([0.7071, 0.7071]), atol=1e-4) and torch.equal(c[0], c[1])
+    assert torch.allclose(c[2], torch.tensor([1.0, 0.0]))
+    assert torch.allclose(_group_consensus(e, None)[0], F.normalize(e.sum(0), dim=-1))
+
+
+def test_pooled_restarts_are_judged_without_the_assimilation_check():
+    a, agree, anchor = np.full(20, 0.1), np.full(20, 0.99), np.full(20, -0.5)
+    tokens = checks_from_arrays(a, agree, anchor, PAPER)
+    pooled = checks_from_arrays(a, agree, anchor, PAPER, mode="pooled")
+    assert [c.name for c in tokens] == ["assimilation", "same_target", "different_target"]
+    assert [c.name for c in pooled] == ["same_target", "different_target"]
+    assert decide(tokens, has_anchor=True) == Verdict.CLEAN
+    assert decide(pooled, has_anchor=True) == Verdict.BACKDOOR

@@ -29,9 +29,9 @@ class Scored:
 
 
 def _checks(assimilation: list[float], agreement: list[float], anchor_agreement: list[float],
-            landscape_ratio: float | None, th: Thresholds) -> list[CheckResult]:
+            landscape_ratio: float | None, th: Thresholds, mode: str = "tokens") -> list[CheckResult]:
     anchor = np.asarray(anchor_agreement) if anchor_agreement else None
-    checks = checks_from_arrays(np.asarray(assimilation), np.asarray(agreement), anchor, th)
+    checks = checks_from_arrays(np.asarray(assimilation), np.asarray(agreement), anchor, th, mode=mode)
     if landscape_ratio is not None:
         checks.append(landscape_check(landscape_ratio, th))
     return checks
@@ -44,7 +44,8 @@ def redecide_detail(record: ScanRecord, th: Thresholds) -> tuple[Verdict, list[C
     if record.candidates:
         options = []
         for c in record.candidates:
-            checks = _checks(c.assimilation, c.target_agreement, c.anchor_agreement, c.landscape_positive_ratio, th)
+            checks = _checks(c.assimilation, c.target_agreement, c.anchor_agreement, c.landscape_positive_ratio, th,
+                             c.mode)
             options.append((decide(checks, has_anchor=has_anchor), checks, c.gamma))
         return max(options, key=lambda o: suspicion(o[0], o[1]))
     ratio = record.landscape.positive_ratio if record.landscape is not None else None

@@ -60,6 +60,14 @@ class DetectorConfig:
     # direction, which in a fine-tune is often the natural one it shares with its base; 1.0 pushes
     # away from what the anchor does and finds the injected one (docs/detector.md)
     gammas: tuple[float, ...] = (0.1, 1.0, 1.0)
+    # where each restart inserts its pseudo-token (cycled like gammas; features.POSITIONS): "start"
+    # is the reference's; a trigger trained to fire only as the last word or mid-sentence is only
+    # found from "end" or "middle"
+    positions: tuple[str, ...] = ("start",)
+    # what each restart optimises (cycled; inversion.MODES): "tokens" makes every token's feature
+    # alike (the reference's); "pooled" makes the pooled embeddings of all prompts alike, for
+    # backdoors that move the pooled embedding alone
+    modes: tuple[str, ...] = ("tokens",)
     patience: int = 60               # stop a restart when the running loss stalls this long
     # Adaptive restarts: every `check_every` steps each restart's checks are measured on
     # `probe_prompts` prompts kept apart from both the inversion's and the held-out ones. From
@@ -110,8 +118,10 @@ class Referee:
     adaptive-restart knobs)."""
 
     def __init__(self, cfg: DetectorConfig, objective: Objective, probe: PromptBatch, th: Thresholds,
-                 gammas: list[float]) -> None:
+                 gammas: list[float], positions: list[str] | None = None, modes: list[str] | None = None) -> None:
         self.cfg, self.objective, self.probe, self.th, self.gammas = cfg, objective, probe, th, gammas
+        self.positions = positions or ["start"] * len(gammas)
+        self.modes = modes or ["tokens"] * len(gammas)
         self.lows: dict[int, int] = {}  # restart -> checkpoints in a row with a check far below its threshold
         self.margin: dict[int, float] = {}  # restart -> its probe checks' total score over threshold, last seen
 
@@ -121,7 +131,8 @@ class Referee:
             return {}
         stops: dict[int, Stop] = {}
         for r, v in going.items():
-            checks = feature_checks(held_out_stats(self.objective.with_gamma(self.gammas[r]), v, self.probe), self.th)
+            objective = self.objective.with_gamma(self.gammas[r], self.positions[r], self.modes[r])
+            checks = feature_checks(held_out_stats(objective, v, self.probe), self.th, mode=self.modes[r])
             self.margin[r] = sum(c.score / max(c.threshold, 1e-6) for c in checks)
             why = self.judge(r, checks)
             if why is not None:
@@ -168,16 +179,18 @@ class Amdet:
 
         objective = Objective(suspect, anchor, k=cfg.k, beta=cfg.beta, gamma=cfg.gammas[0])
         gammas = [cfg.gammas[r % len(cfg.gammas)] for r in range(cfg.restarts)]
+        positions = [cfg.positions[r % len(cfg.positions)] for r in range(cfg.restarts)]
+        modes = [cfg.modes[r % len(cfg.modes)] for r in range(cfg.restarts)]
         lbatch = test.select(torch.arange(min(cfg.landscape_prompts, cfg.n_test), device=device))
         scored: dict[int, _Scored] = {}
         spent = {"checks": 0.0}
 
         def score(r: int, v: torch.Tensor, *, with_landscape: bool = True) -> _Scored:
             t = time.perf_counter()
-            run_objective = objective.with_gamma(gammas[r])
+            run_objective = objective.with_gamma(gammas[r], positions[r], modes[r])
             with autocast(device, enabled=cfg.mixed_precision):
                 stats = held_out_stats(run_objective, v, test)
-            checks = feature_checks(stats, th)
+            checks = feature_checks(stats, th, mode=modes[r])
             landscape = None
             if with_landscape and anchor is not None and (cfg.always_landscape or all(c.passed for c in checks)):
                 landscape = loss_landscape(run_objective, v, lbatch, grid=cfg.landscape_grid,
@@ -186,7 +199,7 @@ class Amdet:
             spent["checks"] += time.perf_counter() - t
             return _Scored(stats, checks, landscape, decide(checks, has_anchor=anchor is not None))
 
-        referee = Referee(cfg, objective, probe, th, gammas)
+        referee = Referee(cfg, objective, probe, th, gammas, positions, modes)
 
         def checkpoint(step: int, going: dict[int, torch.Tensor]) -> dict[int, Stop]:
             with autocast(device, enabled=cfg.mixed_precision):
@@ -209,7 +222,8 @@ class Amdet:
         with bar, autocast(device, enabled=cfg.mixed_precision):
             runs = invert(objective, train, gammas=gammas, steps=cfg.steps, batch_size=self.step_batch(train.length),
                           lr=cfg.lr, weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience,
-                          check_every=cfg.check_every, checkpoint=checkpoint, progress=bar)
+                          check_every=cfg.check_every, checkpoint=checkpoint, progress=bar, positions=positions,
+                          modes=modes)
         timings["inversion"] = time.perf_counter() - t0 - spent["checks"]
 
         for r, run in enumerate(runs):
@@ -226,18 +240,18 @@ class Amdet:
                                 anchor_agreement=[] if sc.stats.anchor_agreement is None
                                 else _rounded(sc.stats.anchor_agreement),
                                 landscape_positive_ratio=None if sc.landscape is None else sc.landscape.positive_ratio,
-                                stop=r.stop.value)
-                      for r, sc in ((runs[i], scored[i]) for i in range(len(runs)))]
+                                stop=r.stop.value, position=positions[i], mode=modes[i])
+                      for i, r, sc in ((i, runs[i], scored[i]) for i in range(len(runs)))]
 
         t0 = time.perf_counter()
         with autocast(device, enabled=cfg.mixed_precision):
             triggers = recover_triggers(suspect, run.v, test, stats, th, candidates=cfg.trigger_candidates,
-                                        anchor=anchor)
+                                        anchor=anchor, position=positions[best])
             # the reports show a recovered target only for findings or a confirmed trigger
             wanted = verdict in (Verdict.BACKDOOR, Verdict.NATURAL_ONLY) or any(t.confirmed for t in triggers)
             targets = recover_target(suspect, stats, list(bank[: cfg.n_train]), top=cfg.target_captions) \
                 if wanted else []
-            attention = self._attention_share(suspect, run.v, test)
+            attention = self._attention_share(suspect, run.v, test, positions[best])
         timings["explain"] = time.perf_counter() - t0
 
         if anchor is None:
@@ -263,11 +277,13 @@ class Amdet:
         return max(4, min(self.config.batch_size, self.config.batch_tokens // max(length, 1)))
 
     @torch.no_grad()
-    def _attention_share(self, encoder: TextEncoder, v: torch.Tensor, test: PromptBatch) -> list[float]:
-        from bot.detect.features import insert
+    def _attention_share(self, encoder: TextEncoder, v: torch.Tensor, test: PromptBatch,
+                         position: str = "start") -> list[float]:
+        from bot.detect.features import insert, insertion_points
 
         batch = test.select(torch.arange(min(32, test.x_suspect.shape[0]), device=encoder.device))
         length = min(encoder.max_length, batch.length + self.config.k)
-        x = insert(batch.x_suspect, v, has_bos=encoder.has_bos, max_length=length)
-        position = 1 if encoder.has_bos else 0
-        return [round(float(s.mean()), 5) for s in encoder.attention_to(x, position)]
+        at = insertion_points(batch, position, has_bos=encoder.has_bos)
+        x = insert(batch.x_suspect, v, has_bos=encoder.has_bos, max_length=length, at=at)
+        where = (1 if encoder.has_bos else 0) if at is None else at
+        return [round(float(s.mean()), 5) for s in encoder.attention_to(x, where)]

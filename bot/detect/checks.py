@@ -49,9 +49,14 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
         batch = test.select(order[start:start + chunk])
         terms = objective.terms(v, batch)
         parts["a"].append(terms.assimilation)
-        parts["t"].append(target_feature(terms.f_suspect, terms.mask))
-        if terms.f_anchor is not None:
-            parts["ta"].append(target_feature(terms.f_anchor, terms.mask))
+        if objective.mode == "pooled":  # the target is where the pooled embedding goes
+            parts["t"].append(terms.embedding)
+            if terms.anchor_embedding is not None:
+                parts["ta"].append(terms.anchor_embedding)
+        else:  # where the token features point on average
+            parts["t"].append(target_feature(terms.f_suspect, terms.mask))
+            if terms.f_anchor is not None:
+                parts["ta"].append(target_feature(terms.f_anchor, terms.mask))
         eos_after = (batch.tokens.eos_index + objective.k).clamp(max=terms.f_suspect.shape[1] - 1)
         parts["p"].append(s.pooled(terms.f_suspect, eos_after))
         clean_mask = span_mask(batch, k=0, has_bos=s.has_bos, length=batch.f_suspect.shape[1])
@@ -70,24 +75,27 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
     )
 
 
-def feature_checks(stats: HeldOutStats, th: Thresholds) -> list[CheckResult]:
+def feature_checks(stats: HeldOutStats, th: Thresholds, *, mode: str = "tokens") -> list[CheckResult]:
     anchor = stats.anchor_agreement
     return checks_from_arrays(stats.assimilation.numpy(), stats.agreement.numpy(),
-                              None if anchor is None else anchor.numpy(), th)
+                              None if anchor is None else anchor.numpy(), th, mode=mode)
 
 
 def checks_from_arrays(assimilation: np.ndarray, agreement: np.ndarray, anchor_agreement: np.ndarray | None,
-                       th: Thresholds) -> list[CheckResult]:
+                       th: Thresholds, *, mode: str = "tokens") -> list[CheckResult]:
     """The feature checks from per-prompt statistics (also used to re-decide stored records
-    under new thresholds during calibration)."""
+    under new thresholds during calibration). A pooled-mode restart (inversion.MODES) is judged on
+    where its pooled embeddings go, not on its token features: no assimilation check."""
     rate = float((np.asarray(assimilation) > th.assimilation).mean())
     same = float((np.asarray(agreement) > th.same_target).mean())
-    checks = [
+    checks = [] if mode == "pooled" else [
         CheckResult(
             name="assimilation", score=rate, threshold=th.assimilation_rate, passed=rate > th.assimilation_rate,
             description=f"share of held-out prompts whose token features become alike (A(F') > {th.assimilation:g}) "
                         "when the inverted pseudo-token is inserted",
         ),
+    ]
+    checks += [
         CheckResult(
             name="same_target", score=same, threshold=th.same_target_rate, passed=same > th.same_target_rate,
             description=f"share of prompts whose features all point to one shared target (cosine > {th.same_target:g})",

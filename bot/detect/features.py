@@ -108,19 +108,51 @@ def prepare(suspect: TextEncoder, anchor: TextEncoder | None, prompts: list[str]
     return batch
 
 
-def insert(x: torch.Tensor, v: torch.Tensor, *, has_bos: bool, max_length: int) -> torch.Tensor:
-    """X' = [BOS, v, rest...] (CLIP) or [v, rest...] (SigLIP), cut to max_length.
+POSITIONS = ("start", "middle", "end")
 
-    v gets no position embedding; later tokens keep theirs, as in the reference.
+
+def insertion_points(batch: PromptBatch, position: str, *, has_bos: bool) -> torch.Tensor | None:
+    """[B] index each prompt's pseudo-token goes to: "start" right after BOS (the reference's; None,
+    the fast path), "end" right before EOS, "middle" half-way through the prompt's tokens. A trigger
+    trained to fire in one place only (the last word, mid-sentence) is invisible from the others."""
+    return points(batch.tokens.eos_index, position, has_bos=has_bos)
+
+
+def points(eos: torch.Tensor, position: str, *, has_bos: bool) -> torch.Tensor | None:
+    """insertion_points from the prompts' EOS indices."""
+    if position not in POSITIONS:
+        raise ValueError(f"unknown insertion position {position!r}")
+    if position == "start":
+        return None
+    start = 1 if has_bos else 0
+    return eos if position == "end" else start + (eos - start) // 2
+
+
+def insert(x: torch.Tensor, v: torch.Tensor, *, has_bos: bool, max_length: int,
+           at: torch.Tensor | None = None) -> torch.Tensor:
+    """X' = [BOS, v, rest...] (CLIP) or [v, rest...] (SigLIP), cut to max_length; with `at` ([B]),
+    v goes before each prompt's token at that index instead.
+
+    v gets no position embedding; every other token keeps its own, as in the reference.
     """
     vb = v.to(x.dtype)
     if vb.dim() == 2:  # one pseudo-token sequence shared by the batch, else one per row
         vb = vb.unsqueeze(0).expand(x.shape[0], -1, -1)
-    if has_bos:
-        out = torch.cat([x[:, :1], vb, x[:, 1:]], dim=1)
-    else:
-        out = torch.cat([vb, x], dim=1)
-    return out[:, :max_length]
+    if at is None:
+        if has_bos:
+            out = torch.cat([x[:, :1], vb, x[:, 1:]], dim=1)
+        else:
+            out = torch.cat([vb, x], dim=1)
+        return out[:, :max_length]
+    b, t, d = x.shape
+    k = vb.shape[1]
+    j = torch.arange(min(t + k, max_length), device=x.device)[None]
+    start = at.to(x.device)[:, None]
+    source = torch.where(j < start, j, j - k).clamp(0, t - 1)
+    out = x.gather(1, source[..., None].expand(b, -1, d))
+    inside = (j >= start) & (j < start + k)
+    from_v = vb.gather(1, (j - start).clamp(0, k - 1)[..., None].expand(b, -1, d))
+    return torch.where(inside[..., None], from_v, out)
 
 
 def span_mask(batch: PromptBatch, *, k: int, has_bos: bool, length: int) -> torch.Tensor:
@@ -159,16 +191,25 @@ def target_feature(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def aligned_cosine(f_clean: torch.Tensor, f_triggered: torch.Tensor, batch: PromptBatch, *, k: int,
-                   has_bos: bool) -> torch.Tensor:
+                   has_bos: bool, at: torch.Tensor | None = None) -> torch.Tensor:
     """Per prompt, mean cosine between each original token's clean feature and its feature
-    after insertion (shifted by k)."""
+    after insertion (shifted by k when it sits after the insertion point)."""
     length = f_triggered.shape[1]
     start = 1 if has_bos else 0
-    n = length - k - start
-    clean = f_clean[:, start:start + n]
-    shifted = f_triggered[:, start + k:start + k + n]
-    mask = batch.tokens.real_mask[:, start:start + n]
-    return masked_mean(F.cosine_similarity(clean.float(), shifted.float(), dim=-1), mask)
+    if at is None:
+        n = length - k - start
+        clean = f_clean[:, start:start + n]
+        shifted = f_triggered[:, start + k:start + k + n]
+        mask = batch.tokens.real_mask[:, start:start + n]
+        return masked_mean(F.cosine_similarity(clean.float(), shifted.float(), dim=-1), mask)
+    n = min(f_clean.shape[1], length) - start
+    i = torch.arange(start, start + n, device=f_clean.device)[None]
+    moved = i + k * (i >= at.to(f_clean.device)[:, None])
+    fits = moved < length
+    b, _, d = f_triggered.shape
+    shifted = f_triggered.gather(1, moved.clamp(max=length - 1)[..., None].expand(b, -1, d))
+    mask = batch.tokens.real_mask[:, start:start + n] & fits
+    return masked_mean(F.cosine_similarity(f_clean[:, start:start + n].float(), shifted.float(), dim=-1), mask)
 
 
 def positionwise_cosine(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from enum import Enum
 
 import torch
+import torch.nn.functional as F
 
 from bot.detect.features import (
     PromptBatch,
     aligned_cosine,
     assimilation,
     insert,
+    insertion_points,
+    points,
     positionwise_cosine,
     span_mask,
 )
@@ -35,42 +38,88 @@ class LossTerms:
     f_suspect: torch.Tensor      # [B,T',d]
     f_anchor: torch.Tensor | None
     mask: torch.Tensor           # [B,T']
+    embedding: torch.Tensor      # [B,e] unit pooled, projected suspect embedding with v inserted
+    anchor_embedding: torch.Tensor | None
+
+
+MODES = ("tokens", "pooled")
+
+
+def _group_consensus(embedding: torch.Tensor, group: torch.Tensor | None) -> torch.Tensor:
+    """[B,e] the unit mean embedding of each row's group (all rows one group when group is None)."""
+    if group is None:
+        return F.normalize(embedding.sum(0, keepdim=True), dim=-1).expand_as(embedding)
+    sums = torch.zeros(int(group.max()) + 1, embedding.shape[1], device=embedding.device, dtype=embedding.dtype)
+    sums = sums.index_add(0, group, embedding)
+    return F.normalize(sums, dim=-1)[group]
 
 
 class Objective:
     """The AMDET loss for one suspect/anchor pair, evaluated for any v (or batch of v's)."""
 
     def __init__(self, suspect: TextEncoder, anchor: TextEncoder | None, *, k: int, beta: float,
-                 gamma: float) -> None:
+                 gamma: float, position: str = "start", mode: str = "tokens") -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown objective mode {mode!r}")
         self.suspect = suspect
         self.anchor = anchor
         self.k = k
         self.beta = beta
         self.gamma = gamma
+        self.position = position  # where v goes in each prompt (features.POSITIONS)
+        self.mode = mode
 
-    def with_gamma(self, gamma: float) -> Objective:
-        return Objective(self.suspect, self.anchor, k=self.k, beta=self.beta, gamma=gamma)
+    def with_gamma(self, gamma: float, position: str | None = None, mode: str | None = None) -> Objective:
+        return Objective(self.suspect, self.anchor, k=self.k, beta=self.beta, gamma=gamma,
+                         position=position or self.position, mode=mode or self.mode)
 
-    def terms(self, v: torch.Tensor, batch: PromptBatch, *, gamma: torch.Tensor | None = None) -> LossTerms:
-        """gamma: an optional per-row anchor weight [B] (side-by-side restarts), else self.gamma."""
+    def points(self, batch: PromptBatch) -> torch.Tensor | None:
+        return insertion_points(batch, self.position, has_bos=self.suspect.has_bos)
+
+    def terms(self, v: torch.Tensor, batch: PromptBatch, *, gamma: torch.Tensor | None = None,
+              at: torch.Tensor | None = None, pooled: torch.Tensor | None = None,
+              group: torch.Tensor | None = None) -> LossTerms:
+        """gamma: an optional per-row anchor weight [B] (side-by-side restarts), else self.gamma;
+        at: an optional per-row insertion index [B], else this objective's position;
+        pooled: an optional per-row bool [B], True where the row's restart optimises the pooled
+        embedding (mode "pooled"), else this objective's mode; group: the restart of each row (the
+        pooled consensus is taken per restart), else one group."""
         s = self.suspect
+        if at is None:
+            at = self.points(batch)
         length = min(s.max_length, batch.length + self.k)
-        x = insert(batch.x_suspect, v, has_bos=s.has_bos, max_length=length)
+        x = insert(batch.x_suspect, v, has_bos=s.has_bos, max_length=length, at=at)
         f = s.encode_embeddings(x)
         mask = span_mask(batch, k=self.k, has_bos=s.has_bos, length=length)
         a = assimilation(f, mask)
-        self_cos = aligned_cosine(batch.f_suspect, f, batch, k=self.k, has_bos=s.has_bos)
+        self_cos = aligned_cosine(batch.f_suspect, f, batch, k=self.k, has_bos=s.has_bos, at=at)
         total = -a + self.beta * self_cos
-        f_anchor = None
+        eos_after = (batch.tokens.eos_index + self.k).clamp(max=length - 1)
+        embedding = F.normalize(s.project(s.pooled(f, eos_after)).float(), dim=-1)
+        f_anchor = anchor_embedding = None
         anchor_cos = torch.zeros_like(a)
+        pooled_anchor_cos = torch.zeros_like(a)
         if self.anchor is not None and batch.x_anchor is not None:
-            xa = insert(batch.x_anchor, v.to(batch.x_anchor.device), has_bos=s.has_bos, max_length=length)
+            xa = insert(batch.x_anchor, v.to(batch.x_anchor.device), has_bos=s.has_bos, max_length=length,
+                        at=None if at is None else at.to(batch.x_anchor.device))
             f_anchor = self.anchor.encode_embeddings(xa).to(f.device)
             anchor_cos = positionwise_cosine(f_anchor, f, mask)
-            weight = self.gamma if gamma is None else gamma.to(anchor_cos.dtype)
-            total = total + weight * anchor_cos
+            anchor_embedding = F.normalize(self.anchor.project(
+                self.anchor.pooled(f_anchor, eos_after)).float(), dim=-1)
+            pooled_anchor_cos = (embedding * anchor_embedding).sum(-1)
+        weight = self.gamma if gamma is None else gamma.to(anchor_cos.dtype)
+        total = total + weight * anchor_cos
+        if pooled is None:
+            pooled = torch.full_like(a, self.mode == "pooled", dtype=torch.bool)
+        if bool(pooled.any()):
+            # pooled mode: the embeddings of every prompt of a restart converge on one point (and away
+            # from where the anchor sends them); tokens other than the pooled one are left free, since
+            # a backdoor may move the pooled embedding alone (docs/detector.md)
+            agree = embedding * _group_consensus(embedding, group)
+            total = torch.where(pooled, -agree.sum(-1) + weight * pooled_anchor_cos, total)
         return LossTerms(total=total, assimilation=a, self_cosine=self_cos, anchor_cosine=anchor_cos,
-                         f_suspect=f, f_anchor=f_anchor, mask=mask)
+                         f_suspect=f, f_anchor=f_anchor, mask=mask, embedding=embedding,
+                         anchor_embedding=anchor_embedding)
 
     def loss(self, v: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
         return self.terms(v, batch).total.mean()
@@ -84,6 +133,20 @@ class Stop(str, Enum):
     PASSING = "passing"          # the probe checks pass with room to spare: more steps change nothing
     CANNOT_PASS = "cannot-pass"  # a probe check sits far below its threshold and has stopped moving
     DECIDED = "decided"          # another restart already settled the verdict
+
+
+def _restart_points(objective: Objective, batch: PromptBatch, positions: list[str],
+                    batch_size: int) -> torch.Tensor | None:
+    """Per-row insertion index for restart-major rows (None when every restart inserts at the start)."""
+    if all(p == "start" for p in positions):
+        return None
+    has_bos = objective.suspect.has_bos
+    parts = []
+    for i, position in enumerate(positions):
+        eos = batch.tokens.eos_index[i * batch_size:(i + 1) * batch_size]
+        at = points(eos, position, has_bos=has_bos)
+        parts.append(torch.full_like(eos, 1 if has_bos else 0) if at is None else at)
+    return torch.cat(parts)
 
 
 @dataclass
@@ -105,8 +168,11 @@ Checkpoint = Callable[[int, dict[int, torch.Tensor]], dict[int, Stop]]
 
 def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], steps: int, batch_size: int,
            lr: float, weight_decay: float, generator: torch.Generator, patience: int = 60, check_every: int = 10,
-           checkpoint: Checkpoint | None = None, progress=None) -> list[InversionRun]:
+           checkpoint: Checkpoint | None = None, progress=None,
+           positions: list[str] | None = None, modes: list[str] | None = None) -> list[InversionRun]:
     """Adam on one v per restart, all restarts in one batch; the batch shrinks to the restarts still going.
+    `positions`: where each restart inserts its v (default: every one at the start); `modes`: what
+    each restart optimises (default: the objective's mode for all).
 
     Every `check_every` steps (the only time the loop reads anything back from the device, so a
     GPU is never stalled step by step) a restart stops once its running loss has not improved for
@@ -117,6 +183,7 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
     v = torch.randn(r_count, objective.k, d, generator=generator).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([v], lr=lr, weight_decay=weight_decay)
     gamma_of = torch.tensor(gammas, dtype=torch.float32, device=device)
+    pooled_of = torch.tensor([m == "pooled" for m in modes], device=device) if modes else None
     n = train.x_suspect.shape[0]
     running = torch.zeros(r_count, device=device)
     pending: list[tuple[list[int], torch.Tensor]] = []  # (active restarts, their running loss) per unread step
@@ -135,7 +202,9 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
         train.fill(objective.suspect, drawn)
         batch = train.select(drawn.repeat(len(active)))  # restart-major rows, cut to the longest prompt
         rows = torch.tensor(active, device=device).repeat_interleave(batch_size)
-        total = objective.terms(v[rows], batch, gamma=gamma_of[rows]).total
+        at = _restart_points(objective, batch, [positions[r] for r in active], batch_size) if positions else None
+        pooled = pooled_of[rows] if modes else None
+        total = objective.terms(v[rows], batch, gamma=gamma_of[rows], at=at, pooled=pooled, group=rows).total
         per_restart = total.view(len(active), batch_size).mean(1)
         optimizer.zero_grad(set_to_none=True)
         per_restart.sum().backward()  # restarts share no parameters: each gets its own gradient

@@ -13,22 +13,22 @@ import torch
 import torch.nn.functional as F
 
 from bot.detect.checks import HeldOutStats
-from bot.detect.features import PromptBatch, assimilation, span_mask, target_feature
+from bot.detect.features import PromptBatch, assimilation, insert, insertion_points, span_mask, target_feature
 from bot.detect.thresholds import Thresholds
 from bot.encoders.text_encoder import TextEncoder
 from bot.scan_record import TargetCaption, TriggerCandidate
 
 
-def _insert_token(ids: torch.Tensor, token_id: int, *, has_bos: bool) -> torch.Tensor:
-    tok = torch.full_like(ids[:, :1], token_id)
-    out = torch.cat([ids[:, :1], tok, ids[:, 1:]], 1) if has_bos else torch.cat([tok, ids], 1)
-    return out[:, : ids.shape[1]]
+def _insert_token(ids: torch.Tensor, token_id: int, *, has_bos: bool, at: torch.Tensor | None = None) -> torch.Tensor:
+    """The real token where the restart put its pseudo-token, cut to the ids' length."""
+    token = torch.full_like(ids[:, :1, None], token_id)
+    return insert(ids[..., None], token, has_bos=has_bos, max_length=ids.shape[1], at=at)[..., 0]
 
 
 @torch.no_grad()
 def recover_triggers(encoder: TextEncoder, v: torch.Tensor, test: PromptBatch, stats: HeldOutStats,
                      th: Thresholds, *, candidates: int, prompts: int = 64,
-                     anchor: TextEncoder | None = None) -> list[TriggerCandidate]:
+                     anchor: TextEncoder | None = None, position: str = "start") -> list[TriggerCandidate]:
     """A candidate is confirmed when the real token assimilates held-out prompts onto the inverted
     target in the suspect and (given an anchor) the clean anchor does not follow it there: a token
     that collapses features the same way in the clean base is a natural trigger, not an injected one."""
@@ -46,9 +46,10 @@ def recover_triggers(encoder: TextEncoder, v: torch.Tensor, test: PromptBatch, s
     if encoder.causal and ids.shape[1] < encoder.max_length:
         ids = torch.cat([ids, ids[:, -1:]], 1)
     consensus = stats.consensus.to(encoder.device)
+    at = insertion_points(batch, position, has_bos=encoder.has_bos)
     out = []
     for token_id in order:
-        triggered = _insert_token(ids, token_id, has_bos=encoder.has_bos)
+        triggered = _insert_token(ids, token_id, has_bos=encoder.has_bos, at=at)
         f = encoder.encode(type(batch.tokens)(triggered, None, None))
         mask = span_mask(batch, k=1, has_bos=encoder.has_bos, length=f.shape[1])
         a = assimilation(f, mask)

@@ -133,18 +133,24 @@ class TextEncoder:
         """All layers (with the family's mask) and the final LayerNorm: F = last_hidden_state."""
         return self.tower(x)
 
-    def attention_to(self, x: torch.Tensor, position: int) -> list[torch.Tensor]:
-        """Per layer, the share of attention that every query puts on `position`.
+    def attention_to(self, x: torch.Tensor, position: int | torch.Tensor) -> list[torch.Tensor]:
+        """Per layer, the share of attention that every query puts on `position` (one index, or one per
+        prompt [B]).
 
         Returns one [B] tensor per layer: the mean over heads and over the queries
         that can see `position` (those after it when causal).
         """
+        b, length = x.shape[0], x.shape[1]
+        at = torch.as_tensor(position, device=x.device).expand(b)
+        queries = torch.arange(length, device=x.device)[None]
+        seen = (queries >= at[:, None]) if self.causal else torch.ones(b, length, dtype=torch.bool, device=x.device)
+        weight = seen.to(x.dtype)[:, None, :]  # [B, 1, L]
         h = x
         shares = []
-        first_query = position if self.causal else 0
         for layer in self.tower.layers():
             probs = layer.self_attn.probabilities(layer.layer_norm1(h), causal=self.causal)  # [B, H, L, L]
-            shares.append(probs[:, :, first_query:, position].mean(dim=(1, 2)))
+            column = probs.gather(-1, at[:, None, None, None].expand(b, probs.shape[1], length, 1))[..., 0]
+            shares.append((column * weight).sum((1, 2)) / (weight.sum((1, 2)) * probs.shape[1]))
             h = layer(h, causal=self.causal)
         return shares
 
