@@ -157,6 +157,7 @@ class ScanRecord:
     # every restart; the top-level fields describe the most suspicious one
     candidates: list[Candidate] = field(default_factory=list)
     anchor_choice: AnchorChoice | None = None
+    calibration: str | None = None  # which thresholds decided the verdict (detect.thresholds.Calibration)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -198,6 +199,7 @@ class ScanRecord:
             anchor_agreement=list(data.get("anchor_agreement", [])),
             candidates=[Candidate.from_dict(c) for c in data.get("candidates", [])],
             anchor_choice=AnchorChoice.from_dict(data["anchor_choice"]) if data.get("anchor_choice") else None,
+            calibration=data.get("calibration"),
         )
 
     @classmethod

@@ -169,3 +169,19 @@ def test_links_are_built_only_from_validated_parts() -> None:
         _report("clean", problems_url="https://x.example/a b")
     with pytest.raises(ValueError):
         render_ack("made-up", repo_id=REPO, bot_name=BOT, requester="eve")  # type: ignore[arg-type]
+
+
+def test_report_names_the_calibration_its_verdict_used_and_a_size_mismatch() -> None:
+    from bot.detect.thresholds import Calibration, Thresholds
+
+    calibration = Calibration(thresholds=Thresholds(), source="tiny-zoo v2 calibration (clip)", hidden_size=128,
+                              layers=4)
+    from dataclasses import replace
+
+    note = calibration.mismatch(768, 12)
+    record = replace(make_record("clean"), calibration=calibration.describe(), notes=[note])
+    text = render_report(record, repo_id=REPO, sha=SHA_A, bot_name=BOT, report_base_url=SITE)
+    assert "**Thresholds:** tiny-zoo v2 calibration (clip), fitted on text towers of width 128 with 4 layers" in text
+    assert "this text tower (width 768, 12 layers) was judged with thresholds fitted on towers of width 128" in text
+    assert calibration.mismatch(128, 4) is None
+    assert Calibration(thresholds=Thresholds(), source="the paper's thresholds").mismatch(768, 12) is None

@@ -200,9 +200,13 @@ def _verdict_row(item: Scored, th: Thresholds, zoo: dict, decode) -> dict:
 def _rate(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 def write_calibration(results: list[dict], path: Path) -> None:
+    from bot.zoo.architectures import ARCHITECTURES
+
     data = json.loads(path.read_text()) if path.is_file() else {}
     for r in results:
-        data[r["family"]] = r["thresholds"]
+        arch = ARCHITECTURES[r["family"]]
+        data[r["family"]] = {"thresholds": r["thresholds"], "source": f"tiny-zoo v2 calibration ({r['family']})",
+                             "hidden_size": arch.text_hidden, "layers": arch.text_layers}
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

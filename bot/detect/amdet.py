@@ -26,7 +26,7 @@ from bot.detect.features import PromptBatch, prepare
 from bot.detect.inversion import Objective, Stop, invert
 from bot.detect.landscape import loss_landscape
 from bot.detect.prompt_bank import prompt_bank, split
-from bot.detect.thresholds import Thresholds, for_family
+from bot.detect.thresholds import Calibration, Thresholds, calibration_for
 from bot.detect.trigger import recover_target, recover_triggers
 from bot.encoders.text_encoder import TextEncoder
 from bot.progress import progress
@@ -157,7 +157,9 @@ class Amdet:
     def scan(self, suspect: TextEncoder, anchor: TextEncoder | None, *, model: str | None = None,
              revision: str | None = None, anchor_name: str | None = None) -> ScanRecord:
         cfg = self.config
-        th = self.thresholds or for_family(suspect.family)
+        calibration = calibration_for(suspect.family) if self.thresholds is None else Calibration(
+            thresholds=self.thresholds, source="thresholds given by the caller")
+        th = calibration.thresholds
         timings: dict[str, float] = {}
         started = time.perf_counter()
         device = suspect.device
@@ -166,6 +168,9 @@ class Amdet:
         notes: list[str] = []
         if anchor is not None and anchor.family != suspect.family:
             notes.append(f"anchor family {anchor.family} differs from suspect family {suspect.family}")
+        size_note = calibration.mismatch(suspect.hidden_size, suspect.tower.spec.num_layers)
+        if size_note:
+            notes.append(size_note)
 
         t0 = time.perf_counter()
         bank = prompt_bank()
@@ -269,7 +274,7 @@ class Amdet:
             notes=notes,
             target_agreement=_rounded(stats.agreement),
             anchor_agreement=[] if stats.anchor_agreement is None else _rounded(stats.anchor_agreement),
-            candidates=candidates,
+            candidates=candidates, calibration=calibration.describe(),
         )
 
     def step_batch(self, length: int) -> int:

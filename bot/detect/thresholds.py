@@ -29,13 +29,46 @@ class Thresholds:
 
 PAPER = Thresholds()
 
+# Per family: the thresholds, where they come from and the size of the towers they were fitted on
+# (written by `clip-audit bench detect --stage calibrate --write-thresholds`).
 CALIBRATED_FILE = Path(__file__).with_name("calibrated_thresholds.json")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds and where they come from: a verdict is only as good as the models its thresholds
+    were fitted on, so every report names them."""
+
+    thresholds: Thresholds
+    source: str                     # e.g. "tiny-zoo calibration (clip)", "the paper's thresholds"
+    hidden_size: int | None = None  # the towers it was fitted on; None: unknown (the paper's)
+    layers: int | None = None
+
+    def describe(self) -> str:
+        if self.hidden_size is None:
+            return self.source
+        return f"{self.source}, fitted on text towers of width {self.hidden_size} with {self.layers} layers"
+
+    def mismatch(self, hidden_size: int, layers: int) -> str | None:
+        """A note when the scanned tower is not the size this calibration was fitted on."""
+        if self.hidden_size is None or (hidden_size, layers) == (self.hidden_size, self.layers):
+            return None
+        return (f"this text tower (width {hidden_size}, {layers} layers) was judged with thresholds fitted on "
+                f"towers of width {self.hidden_size} with {self.layers} layers ({self.source}); a calibration on "
+                "this model's own base would be more reliable")
+
+
+def calibration_for(family: str) -> Calibration:
+    """The shipped calibration for `family` when one was recorded, else the paper's thresholds."""
+    if CALIBRATED_FILE.is_file():
+        entry = json.loads(CALIBRATED_FILE.read_text()).get(family)
+        if entry is not None:
+            return Calibration(thresholds=replace(PAPER, **entry["thresholds"]),
+                               source=entry.get("source", f"tiny-zoo calibration ({family})"),
+                               hidden_size=entry.get("hidden_size"), layers=entry.get("layers"))
+    return Calibration(thresholds=PAPER, source="the paper's thresholds (no calibration recorded)")
 
 
 def for_family(family: str) -> Thresholds:
     """Calibrated thresholds for `family` when a calibration was recorded, else the paper's."""
-    if CALIBRATED_FILE.is_file():
-        data = json.loads(CALIBRATED_FILE.read_text())
-        if family in data:
-            return replace(PAPER, **data[family])
-    return PAPER
+    return calibration_for(family).thresholds
