@@ -155,3 +155,31 @@ def test_the_referee_passes_with_room_to_spare_and_gives_up_only_on_a_persistent
     assert referee.judge(1, _checks(1.0, 0.7, 0.0)) is None
     assert referee.judge(1, _checks(1.0, 0.7, 0.0)) is None
     assert referee.judge(1, _checks(1.0, 0.7, 0.0)) is Stop.CANNOT_PASS
+
+
+def test_restarts_with_other_positions_and_modes_batch_like_separate_objectives(pair, prompts) -> None:
+    from bot.detect.inversion import _restart_points
+
+    suspect, anchor = pair
+    batch = prepare(suspect, anchor, prompts[:6], k=2)
+    objective = Objective(suspect, anchor, k=2, beta=0.1, gamma=1.0)
+    plans = [("start", "tokens", 0.1), ("end", "pooled", 1.0), ("middle", "pooled", 1.0)]
+    v = torch.randn(len(plans), 2, 32)
+    rows = torch.arange(len(plans)).repeat_interleave(6)
+    both = batch.select(torch.arange(6).repeat(len(plans)))
+    at = _restart_points(objective, both, [p for p, _, _ in plans], 6)
+    together = objective.terms(v[rows], both, gamma=torch.tensor([g for _, _, g in plans])[rows], at=at,
+                               pooled=torch.tensor([m == "pooled" for _, m, _ in plans])[rows], group=rows).total
+    for r, (position, mode, gamma) in enumerate(plans):
+        alone = objective.with_gamma(gamma, position, mode).terms(v[r], batch.select(torch.arange(6))).total
+        assert torch.allclose(together[r * 6:(r + 1) * 6], alone, atol=1e-5), (position, mode)
+
+
+def test_attention_share_reads_each_prompts_own_insertion_point(pair, prompts) -> None:
+    suspect, _ = pair
+    tokens = suspect.tokenize(prompts[:3])
+    x = suspect.embed(tokens.input_ids)
+    per_row = suspect.attention_to(x, torch.tensor([1, 3, 5]))
+    for row, position in enumerate((1, 3, 5)):
+        alone = suspect.attention_to(x[row:row + 1], position)
+        assert all(torch.allclose(a[row], b[0]) for a, b in zip(per_row, alone))

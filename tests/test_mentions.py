@@ -192,6 +192,82 @@ def test_webhook_rejects_malformed_payloads(receiver: tuple[str, list[MentionEve
     assert handled == []
 
 
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """A valid comment payload with one field (dotted path) replaced."""
+    payload = _comment_payload(author_id="eve-id", content="@auditbot scan")
+    *parents, last = path.split(".")
+    block = payload
+    for key in parents:
+        block = block[key]
+    block[last] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("event.scope", ["discussion.comment"]),   # unhashable: was an HTTP 500
+        ("event.scope", {"a": 1}),
+        ("event", "discussion.comment"),
+        ("discussion.num", -3),
+        ("discussion.num", 0),
+        ("discussion.num", "3"),                   # no coercion: the Hub sends numbers
+        ("discussion.num", True),
+        ("discussion", None),
+        ("repo.name", "../../etc/passwd"),
+        ("repo.name", "owner/name/extra"),
+        ("repo", ["model"]),
+        ("comment.author", "eve"),
+        ("comment.content", 42),
+        ("comment.hidden", "no"),
+    ],
+)
+def test_webhook_answers_400_to_every_malformed_field(receiver: tuple[str, list[MentionEvent]], path: str,
+                                                       value: Any) -> None:  # fmt: skip
+    url, handled = receiver
+    assert _post(url + "/webhook", _with(path, value), secret=SECRET) == (400, {"status": "malformed"})
+    assert handled == []
+
+
+def test_webhook_refuses_deep_nesting_and_non_objects_without_parsing_them(
+        receiver: tuple[str, list[MentionEvent]]) -> None:  # fmt: skip
+    url, handled = receiver
+    deep = b"[" * 50_000 + b"]" * 50_000     # a RecursionError in json.loads: was an HTTP 500
+    assert _post(url + "/webhook", deep, secret=SECRET) == (400, {"status": "malformed"})
+    nested = _comment_payload(author_id="eve-id", content="x")
+    nested["comment"]["extra"] = json.loads("[" * 40 + "]" * 40)
+    assert _post(url + "/webhook", nested, secret=SECRET) == (400, {"status": "malformed"})
+    # brackets inside strings are text, not nesting
+    quoted = _comment_payload(author_id="eve-id", content="[[[[" * 20 + '\\"{{{{' * 20)
+    assert _post(url + "/webhook", quoted, secret=SECRET)[0] == 202
+    for body in (b"[]", b"42", b'"x"', b"null", b"\xff\xfe"):
+        assert _post(url + "/webhook", body, secret=SECRET) == (400, {"status": "malformed"})
+    assert len(handled) == 1
+
+
+def test_webhook_caps_a_chunked_body_while_it_streams(receiver: tuple[str, list[MentionEvent]]) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    from bot.mentions.webhook import MAX_BODY_BYTES
+
+    url, handled = receiver
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def chunks():
+        piece = b" " * 65536
+        for _ in range(MAX_BODY_BYTES // len(piece) + 8):  # no Content-Length, just over the cap
+            yield piece
+
+    connection.request("POST", "/webhook", body=chunks(), encode_chunked=True,
+                       headers={"X-Webhook-Secret": SECRET, "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 413 and json.loads(response.read()) == {"status": "too large"}
+    connection.close()
+    assert handled == []
+
+
 def test_webhook_health_and_empty_secret_refused(receiver: tuple[str, list[MentionEvent]]) -> None:
     url, _ = receiver
     with _NO_PROXY.open(url + "/health", timeout=10) as response:

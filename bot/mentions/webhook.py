@@ -15,62 +15,151 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bot.errors import ConfigError, WebhookError
+from bot.hub.ids import is_safe_repo_id
 from bot.mentions.events import MentionEvent
 
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Webhook-Secret"
 MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32  # the Hub's payloads nest 4 deep; anything deeper is refused before it is parsed
 _SCOPES = frozenset({"discussion", "discussion.comment"})
 
-__all__ = ["MentionEvent", "create_app", "mention_from_payload"]
+__all__ = ["MentionEvent", "create_app", "mention_from_payload", "parse_body"]
 
 
-def _field(block: Any, name: str, kind: type) -> Any:
-    value = block.get(name) if isinstance(block, dict) else None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise WebhookError(f"payload field {name!r} is missing or has the wrong type")
-    return value
+class _Strict(BaseModel):
+    """Hub webhook payload blocks (version 3): the fields the bot reads must have exactly the Hub's
+    types (no coercion of "7" to 7); fields it does not read are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class WebhookEvent(_Strict):
+    action: str
+    scope: str
+
+
+class WebhookRepo(_Strict):
+    type: str
+    name: str
+
+
+class WebhookAuthor(_Strict):
+    id: str
+
+
+class WebhookComment(_Strict):
+    id: str
+    author: WebhookAuthor
+    content: str
+    hidden: bool = False
+
+
+class WebhookDiscussion(_Strict):
+    num: int = Field(ge=1)
+    isPullRequest: bool = False  # noqa: N815 - the Hub's field name
+
+
+class WebhookPayload(_Strict):
+    event: WebhookEvent
+    repo: WebhookRepo
+    discussion: WebhookDiscussion
+    comment: WebhookComment | None = None
+
+
+def _depth(text: bytes) -> int:
+    """How deep the JSON's arrays and objects nest, counted without parsing (brackets inside strings
+    are skipped), so a payload nested 50,000 deep never reaches the recursive parser."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON of a delivery. Raises WebhookError for anything that is not JSON or nests too deep."""
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise WebhookError(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as error:  # json.JSONDecodeError and bad UTF-8 are ValueErrors
+        raise WebhookError(f"payload is not JSON: {error}") from None
 
 
 def mention_from_payload(payload: Any, *, bot_user_id: str | None) -> MentionEvent | None:
     """The comment a Hub v3 payload carries, or None when the payload is not a new, visible, human comment.
 
     Raises:
-        WebhookError: a discussion/comment payload without the fields the Hub always sends.
+        WebhookError: a payload that is not an object, or a discussion/comment payload whose fields do
+            not have the Hub's shape (a wrong type, a discussion number below 1, an impossible repo id).
     """
     if not isinstance(payload, dict):
         raise WebhookError("payload is not a JSON object")
-    event = payload.get("event")
-    if not isinstance(event, dict) or event.get("scope") not in _SCOPES or event.get("action") != "create":
+    try:
+        event = WebhookEvent.model_validate(payload.get("event"))
+    except ValidationError as error:
+        raise WebhookError(f"payload field 'event' is malformed: {_first(error)}") from None
+    if event.scope not in _SCOPES or event.action != "create":
         return None
-    repo = payload.get("repo")
-    if not isinstance(repo, dict) or repo.get("type") != "model":
+    try:
+        parsed = WebhookPayload.model_validate(payload)
+    except ValidationError as error:
+        raise WebhookError(f"payload is malformed: {_first(error)}") from None
+    comment = parsed.comment
+    if parsed.repo.type != "model" or comment is None:  # comment None: a discussion opened without one
         return None
-    comment = payload.get("comment")
-    if comment is None:
-        return None  # a discussion created without an opening comment
-    discussion = payload.get("discussion")
-    num = _field(discussion, "num", int)
-    author_id = _field(_field(comment, "author", dict), "id", str)
-    if bot_user_id is not None and author_id == bot_user_id:
+    if not is_safe_repo_id(parsed.repo.name):
+        raise WebhookError("payload field 'repo.name' is not a Hub repo id")
+    if (bot_user_id is not None and comment.author.id == bot_user_id) or comment.hidden:
         return None
-    if comment.get("hidden") is True:
-        return None
-    comment_id = _field(comment, "id", str)
     return MentionEvent(
-        event_id=comment_id,
-        repo_id=_field(repo, "name", str),
-        discussion_num=num,
-        comment_id=comment_id,
+        event_id=comment.id,
+        repo_id=parsed.repo.name,
+        discussion_num=parsed.discussion.num,
+        comment_id=comment.id,
         author=None,
-        text=_field(comment, "content", str),
-        is_pull_request=bool(discussion.get("isPullRequest", False)),
-        author_id=author_id,
+        text=comment.content,
+        is_pull_request=parsed.discussion.isPullRequest,
+        author_id=comment.author.id,
     )
+
+
+def _first(error: ValidationError) -> str:
+    """The first problem pydantic found, as "field.path: message" (never the offending value)."""
+    problem = error.errors(include_input=False)[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "payload"
+    return f"{where}: {problem['msg']}"
+
+
+async def _capped_body(request: Request) -> bytes | None:
+    """The request body, read chunk by chunk; None as soon as it passes MAX_BODY_BYTES (a chunked
+    upload declares no length, so the cap has to hold while streaming)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _answer(status: int, word: str) -> JSONResponse:
@@ -103,12 +192,12 @@ def create_app(*, secret: str, handle: Callable[[MentionEvent], None], bot_user_
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             return _answer(413, "too large")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await _capped_body(request)
+        if body is None:
             return _answer(413, "too large")
         try:
-            event = mention_from_payload(json.loads(body), bot_user_id=bot_user_id)
-        except (ValueError, WebhookError) as error:  # json.JSONDecodeError is a ValueError
+            event = mention_from_payload(parse_body(body), bot_user_id=bot_user_id)
+        except WebhookError as error:
             logger.warning("malformed webhook payload: %s", error)
             return _answer(400, "malformed")
         if event is None:
