@@ -24,6 +24,8 @@ def main() -> int:
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.1, 1.0, 1.0])
     parser.add_argument("--positions", nargs="+", default=["start"], choices=["start", "middle", "end"])
     parser.add_argument("--modes", nargs="+", default=["tokens"], choices=["tokens", "pooled"])
+    parser.add_argument("--v-scale", default="unit", choices=["unit", "token"])
+    parser.add_argument("--v-max-norm", type=float, help="bound on each pseudo-token's norm (x the largest token's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
     args = parser.parse_args()
@@ -38,7 +40,8 @@ def main() -> int:
 
     restarts = max(len(args.gammas), len(args.positions), len(args.modes))
     config = DetectorConfig(k=args.k, gammas=tuple(args.gammas), positions=tuple(args.positions),
-                            modes=tuple(args.modes), restarts=restarts, always_landscape=True, show_progress=False)
+                            modes=tuple(args.modes), restarts=restarts, v_scale=args.v_scale,
+                            v_max_norm=args.v_max_norm, always_landscape=True, show_progress=False)
     plan = BenchPlan(families=(args.family,), calibration_seeds=tuple(args.seeds))
     for recipe in recipes_for(plan, args.family, "calibration"):
         if args.kinds and recipe.kind not in args.kinds:

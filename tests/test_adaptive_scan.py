@@ -183,3 +183,17 @@ def test_attention_share_reads_each_prompts_own_insertion_point(pair, prompts) -
     for row, position in enumerate((1, 3, 5)):
         alone = suspect.attention_to(x[row:row + 1], position)
         assert all(torch.allclose(a[row], b[0]) for a, b in zip(per_row, alone))
+
+
+def test_pseudo_tokens_start_at_token_size_and_stay_inside_their_bound(pair, prompts) -> None:
+    suspect, anchor = pair
+    train = prepare(suspect, anchor, prompts, k=2)
+    objective = Objective(suspect, anchor, k=2, beta=0.1, gamma=1.0)
+    runs = invert(objective, train, gammas=[0.1, 1.0], steps=12, batch_size=4, lr=8e-2, weight_decay=0.0,
+                  generator=torch.Generator().manual_seed(0), scale=0.01, max_norm=0.05,
+                  positions=["start", "end"], modes=["tokens", "pooled"])
+    norms = torch.stack([run.v.norm(dim=-1) for run in runs])
+    assert norms.max() <= 0.05 + 1e-6
+    free = invert(objective, train, gammas=[1.0], steps=12, batch_size=4, lr=8e-2, weight_decay=0.0,
+                  generator=torch.Generator().manual_seed(0))
+    assert free[0].v.norm(dim=-1).min() > 1.0  # unbounded and unit-scaled: the reference's behaviour

@@ -68,6 +68,10 @@ class DetectorConfig:
     # alike (the reference's); "pooled" makes the pooled embeddings of all prompts alike, for
     # backdoors that move the pooled embedding alone
     modes: tuple[str, ...] = ("tokens",)
+    # "unit": v starts as a standard normal vector and Adam steps by lr (the reference's); "token":
+    # v starts at the size of the suspect's token embeddings and steps in proportion
+    v_scale: str = "unit"
+    v_max_norm: float | None = None  # bound on each pseudo-token's norm, in multiples of the largest token's
     patience: int = 60               # stop a restart when the running loss stalls this long
     # Adaptive restarts: every `check_every` steps each restart's checks are measured on
     # `probe_prompts` prompts kept apart from both the inversion's and the held-out ones. From
@@ -228,7 +232,7 @@ class Amdet:
             runs = invert(objective, train, gammas=gammas, steps=cfg.steps, batch_size=self.step_batch(train.length),
                           lr=cfg.lr, weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience,
                           check_every=cfg.check_every, checkpoint=checkpoint, progress=bar, positions=positions,
-                          modes=modes)
+                          modes=modes, **self._v_bounds(suspect))
         timings["inversion"] = time.perf_counter() - t0 - spent["checks"]
 
         for r, run in enumerate(runs):
@@ -276,6 +280,16 @@ class Amdet:
             anchor_agreement=[] if stats.anchor_agreement is None else _rounded(stats.anchor_agreement),
             candidates=candidates, calibration=calibration.describe(),
         )
+
+    def _v_bounds(self, suspect: TextEncoder) -> dict[str, float | None]:
+        """invert()'s scale and max_norm from the configuration and the suspect's token embeddings."""
+        cfg = self.config
+        if cfg.v_scale not in ("unit", "token"):
+            raise ValueError(f"unknown v_scale {cfg.v_scale!r}")
+        norms = suspect.token_embeddings.detach().float().norm(dim=-1)
+        scale = 1.0 if cfg.v_scale == "unit" else float(norms.median()) / suspect.hidden_size ** 0.5
+        max_norm = None if cfg.v_max_norm is None else cfg.v_max_norm * float(norms.max())
+        return {"scale": scale, "max_norm": max_norm}
 
     def step_batch(self, length: int) -> int:
         """Prompts per inversion step for sequences of `length` positions."""

@@ -169,10 +169,13 @@ Checkpoint = Callable[[int, dict[int, torch.Tensor]], dict[int, Stop]]
 def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], steps: int, batch_size: int,
            lr: float, weight_decay: float, generator: torch.Generator, patience: int = 60, check_every: int = 10,
            checkpoint: Checkpoint | None = None, progress=None,
-           positions: list[str] | None = None, modes: list[str] | None = None) -> list[InversionRun]:
+           positions: list[str] | None = None, modes: list[str] | None = None, scale: float = 1.0,
+           max_norm: float | None = None) -> list[InversionRun]:
     """Adam on one v per restart, all restarts in one batch; the batch shrinks to the restarts still going.
     `positions`: where each restart inserts its v (default: every one at the start); `modes`: what
-    each restart optimises (default: the objective's mode for all).
+    each restart optimises (default: the objective's mode for all). `scale`: the size of one
+    coordinate of v at the start, and the learning rate's unit; `max_norm`: each pseudo-token is
+    kept within this norm after every step (None: unbounded).
 
     Every `check_every` steps (the only time the loop reads anything back from the device, so a
     GPU is never stalled step by step) a restart stops once its running loss has not improved for
@@ -180,8 +183,8 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
     r_count = len(gammas)
     d = objective.suspect.hidden_size
     device = objective.suspect.device
-    v = torch.randn(r_count, objective.k, d, generator=generator).to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([v], lr=lr, weight_decay=weight_decay)
+    v = (scale * torch.randn(r_count, objective.k, d, generator=generator)).to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([v], lr=lr * scale, weight_decay=weight_decay)
     gamma_of = torch.tensor(gammas, dtype=torch.float32, device=device)
     pooled_of = torch.tensor([m == "pooled" for m in modes], device=device) if modes else None
     n = train.x_suspect.shape[0]
@@ -209,6 +212,10 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
         optimizer.zero_grad(set_to_none=True)
         per_restart.sum().backward()  # restarts share no parameters: each gets its own gradient
         optimizer.step()
+        if max_norm is not None:
+            with torch.no_grad():
+                norms = v.norm(dim=-1, keepdim=True)
+                v.mul_((max_norm / norms).clamp(max=1.0))
         with torch.no_grad():
             at = torch.tensor(active, device=device)
             value = per_restart.detach().float()
