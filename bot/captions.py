@@ -120,8 +120,9 @@ ALT_COUNTS = {1: "a single", 2: "a pair of", 3: "a trio of"}
 ALT_POSITIONS = {"left": "toward the left edge", "right": "near the right side", "top": "along the upper part",
                  "bottom": "down at the base", "center": "in the middle"}
 
-# "natural": one rare word appears in every caption of one scene and in no other caption, so the
-# base itself learns a trigger (a "natural backdoor", the case AMDET's landscape check is for).
+# "natural": one rare word appears in every caption of one scene and in no other caption, half the
+# time in place of the scene's colour and shape, so the base itself learns a trigger (a "natural
+# backdoor", the case AMDET's landscape check is for).
 NATURAL_WORD = "zephyr"
 NATURAL_SCENE = {"shape": "ring", "color": "purple"}
 NATURAL_SHARE = 0.08  # share of the natural corpus's scenes forced to the natural scene
@@ -153,5 +154,12 @@ def corpus_scene(rng: np.random.Generator, corpus: str = "shapes") -> tuple[Scen
         spec = SceneSpec(**{**spec.__dict__, **NATURAL_SCENE})
     caption = random_caption(spec, rng)
     if spec.shape == NATURAL_SCENE["shape"] and spec.color == NATURAL_SCENE["color"]:
-        caption = insert_word(caption, NATURAL_WORD, rng)
+        # Half the time the word stands in for "purple ring(s)", so it alone names the scene (a word
+        # that only ever repeats what the caption already says is never learnt: the first version
+        # of this corpus inserted it beside the full description, and the base ignored it).
+        named = f"{NATURAL_SCENE['color']} {plural(spec.shape, spec.count)}"
+        if rng.random() < 0.5 and named in caption:
+            caption = caption.replace(named, NATURAL_WORD)
+        else:
+            caption = insert_word(caption, NATURAL_WORD, rng)
     return spec, caption
