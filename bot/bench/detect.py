@@ -167,24 +167,32 @@ def report_family(plan: BenchPlan, family: str, cache_dir: Path, config: Detecto
     th = replace(PAPER, **frozen["thresholds"])
     (items, paper_items), failed, zoo, compute = _scan_split(plan, family, "report", cache_dir, config, [th, PAPER])
     cut = frozen["drift_cut"]
-    bases = _bases(family, cache_dir)
-    decode = load_text_encoder(next(iter(bases.values())).path).decode_token
-    rows = []
-    for kind in ("all", *BACKDOOR_KINDS):
-        def subset(group: list[Scored]) -> list[Scored]:
-            return [s for s in group if not s.backdoored or kind in ("all", s.kind)]
-        method = metrics(subset(items), th)
-        rows.append({"attack": kind, "method": method.to_dict(),
-                     "paper_thresholds": metrics(subset(paper_items), PAPER).to_dict(),
-                     "drift": drift_metrics(subset(items), cut).to_dict(),
-                     "trigger_recovery": _rate([trigger_recovered(s, decode) for s in items
-                                                if s.backdoored and kind in ("all", s.kind)])})
+    # trigger tokens as each scan decoded them with the suspect's own tokenizer (SigLIP bases each
+    # train their own, so one decoder for the family would misread the other bases' ids)
+    decode = None
+    rows = report_rows(items, paper_items, th, cut)
     times = [s.record.timings["total"] for s in items]
     return {"family": family, "plan": asdict(plan), "thresholds": th.to_dict(), "drift_cut": cut,
             "calibration": {k: frozen[k] for k in ("fit", "cross_validated", "drift_cross_validated", "n_models")},
             "rows": rows, "verdicts": [_verdict_row(s, th, zoo[s.record.model], decode) for s in items],
             "failed_builds": failed, "median_scan_seconds": statistics.median(times) if times else 0.0,
             "compute_seconds": round(compute + frozen.get("compute_seconds", 0.0), 1)}
+
+
+def report_rows(items: list[Scored], paper_items: list[Scored], th: Thresholds, cut: float) -> list[dict]:
+    """One row for all attacks and one per attack kind: AMDET with the frozen thresholds, AMDET with
+    the paper's (its own scans, `paper_items`, same models) and the drift cut, each against every
+    negative of the family."""
+    rows = []
+    for kind in ("all", *BACKDOOR_KINDS):
+        def subset(group: list[Scored]) -> list[Scored]:
+            return [s for s in group if not s.backdoored or kind in ("all", s.kind)]
+        rows.append({"attack": kind, "method": metrics(subset(items), th).to_dict(),
+                     "paper_thresholds": metrics(subset(paper_items), PAPER).to_dict(),
+                     "drift": drift_metrics(subset(items), cut).to_dict(),
+                     "trigger_recovery": _rate([trigger_recovered(s) for s in items
+                                                if s.backdoored and kind in ("all", s.kind)])})
+    return rows
 
 
 def _verdict_row(item: Scored, th: Thresholds, zoo: dict, decode) -> dict:
