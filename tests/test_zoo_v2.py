@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bot.bench.calibrate import Scored, drift_metrics, fit_drift
+from bot.bench.calibrate import Scored, cross_validate, drift_metrics, fit_drift
 from bot.bench.intervals import clopper_pearson
 from bot.bench.plan import BenchPlan, recipes_for
 from bot.captions import ALT_COLORS, NATURAL_SCENE, NATURAL_WORD, corpus_scene, random_caption, random_spec
@@ -154,3 +154,13 @@ def test_drift_baseline_cuts_in_the_gap_and_cross_validates_by_seed():
     # a benign model that drifts as far as the attacks cannot be told apart by drift
     hard = items + [_item(0.07, False, 1), _item(0.065, False, 2)]
     assert drift_metrics(hard, fit_drift(hard)).f1 < 1.0
+
+
+def test_one_calibration_seed_has_no_cross_validation():
+    from bot.bench.detect import _drift_cv
+
+    one_seed = [_item(0.01, False, 1), _item(0.05, True, 1)]
+    assert cross_validate(one_seed) is None and _drift_cv(one_seed) is None
+    two_seeds = one_seed + [_item(0.012, False, 2), _item(0.06, True, 2)]
+    held_out = _drift_cv(two_seeds)
+    assert (held_out.tp, held_out.fp, held_out.fn, held_out.tn) == (2, 0, 0, 2)

@@ -184,10 +184,12 @@ def _at(start: Thresholds, names: list[str], index: tuple[int, ...]) -> Threshol
     return replace(start, **{n: GRID[n][i] for n, i in zip(names, index)})
 
 
-def cross_validate(items: list[Scored]) -> Metrics:
+def cross_validate(items: list[Scored]) -> Metrics | None:
     """Leave one seed out: thresholds fitted on the other seeds' models decide each held-out seed's;
-    the pooled counts say how well a calibration carries to models it never saw."""
+    the pooled counts say how well a calibration carries to models it never saw (None with one seed)."""
     seeds = sorted({s.seed for s in items})
+    if len(seeds) < 2:
+        return None
     totals = [0, 0, 0, 0]
     for seed in seeds:
         held = [s for s in items if s.seed == seed]

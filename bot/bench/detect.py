@@ -144,12 +144,19 @@ def calibrate_family(plan: BenchPlan, family: str, cache_dir: Path, config: Dete
     th = calibrate(items)
     return {"family": family, "plan": asdict(plan), "config_key": config_key(config),
             "scanned_with": scanned_with.to_dict(), "thresholds": th.to_dict(),
-            "fit": metrics(items, th).to_dict(), "cross_validated": cross_validate(items).to_dict(),
-            "drift_cut": fit_drift(items), "drift_cross_validated": _drift_cv(items).to_dict(),
+            "fit": metrics(items, th).to_dict(), "cross_validated": _as_dict(cross_validate(items)),
+            "drift_cut": fit_drift(items), "drift_cross_validated": _as_dict(_drift_cv(items)),
             "n_models": len(items), "failed_builds": failed, "compute_seconds": round(compute, 1)}
 
 
-def _drift_cv(items: list[Scored]) -> Metrics:
+def _as_dict(m: Metrics | None) -> dict | None:
+    return None if m is None else m.to_dict()
+
+
+def _drift_cv(items: list[Scored]) -> Metrics | None:
+    """cross_validate for the drift baseline's cut (None with one seed)."""
+    if len({s.seed for s in items}) < 2:
+        return None
     totals = [0, 0, 0, 0]
     for seed in sorted({s.seed for s in items}):
         held = [s for s in items if s.seed == seed]
@@ -265,10 +272,12 @@ def render_markdown(results: list[dict], config: DetectorConfig) -> str:
     for r in results:
         cal = r["calibration"]
         cv, dcv = cal["cross_validated"], cal["drift_cross_validated"]
+        held_out = ("leave-one-seed-out: one calibration seed only" if cv is None else
+                    f"leave-one-seed-out F1 {cv['f1']:.2f} (FPR {cv['fpr']:.2f}); drift baseline {dcv['f1']:.2f} "
+                    f"(FPR {dcv['fpr']:.2f})")
         lines += [f"## {r['family']}", "",
-                  f"Calibration ({cal['n_models']} models): leave-one-seed-out F1 {cv['f1']:.2f} "
-                  f"(FPR {cv['fpr']:.2f}); drift baseline {dcv['f1']:.2f} (FPR {dcv['fpr']:.2f}). Drift cut "
-                  f"{r['drift_cut']:.4f}; median scan {r['median_scan_seconds']:.0f} s.", "",
+                  f"Calibration ({cal['n_models']} models): {held_out}. Drift cut {r['drift_cut']:.4f}; median "
+                  f"scan {r['median_scan_seconds']:.0f} s.", "",
                   "Thresholds: `" + json.dumps(r["thresholds"]) + "`", ""]
         lines += [f"- not benchmarked: {failure}" for failure in r.get("failed_builds", [])]
 

@@ -44,8 +44,11 @@ def _cmd_detect(args) -> int:
     results = run(plan, args.cache_dir, args.out, stage=args.stage, calibration_file=target)
     for r in results:
         if args.stage == "calibrate":
-            cv = r["cross_validated"]
-            print(f"{r['family']}: {r['n_models']} models; leave-one-seed-out F1 {cv['f1']:.2f} FPR {cv['fpr']:.2f}")
+            cv, fit = r["cross_validated"], r["fit"]
+            held_out = "one seed: no leave-one-seed-out" if cv is None else \
+                f"leave-one-seed-out F1 {cv['f1']:.2f} FPR {cv['fpr']:.2f}"
+            print(f"{r['family']}: {r['n_models']} models; fitted F1 {fit['f1']:.2f} FPR {fit['fpr']:.2f}; {held_out}; "
+                  f"drift cut {r['drift_cut']:.4f}")
         else:
             m = r["rows"][0]["method"]
             print(f"{r['family']}: F1 {m['f1']:.2f} FPR {m['fpr']:.2f} (drift baseline "
