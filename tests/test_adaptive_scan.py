@@ -169,7 +169,8 @@ def test_restarts_with_other_positions_and_modes_batch_like_separate_objectives(
     both = batch.select(torch.arange(6).repeat(len(plans)))
     at = _restart_points(objective, both, [p for p, _, _ in plans], 6)
     together = objective.terms(v[rows], both, gamma=torch.tensor([g for _, _, g in plans])[rows], at=at,
-                               pooled=torch.tensor([m == "pooled" for _, m, _ in plans])[rows], group=rows).total
+                               pooled=torch.tensor([m == "pooled" for _, m, _ in plans])[rows],
+                               groups=len(plans)).total
     for r, (position, mode, gamma) in enumerate(plans):
         alone = objective.with_gamma(gamma, position, mode).terms(v[r], batch.select(torch.arange(6))).total
         assert torch.allclose(together[r * 6:(r + 1) * 6], alone, atol=1e-5), (position, mode)

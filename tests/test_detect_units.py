@@ -234,10 +234,10 @@ def test_group_consensus_is_the_mean_direction_of_each_restarts_rows():
     from bot.detect.inversion import _group_consensus
 
     e = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]), dim=-1)
-    c = _group_consensus(e, torch.tensor([0, 0, 1, 1]))
+    c = _group_consensus(e, 2)
     assert torch.allclose(c[0], torch.tensor([0.7071, 0.7071]), atol=1e-4) and torch.equal(c[0], c[1])
     assert torch.allclose(c[2], torch.tensor([1.0, 0.0]))
-    assert torch.allclose(_group_consensus(e, None)[0], F.normalize(e.sum(0), dim=-1))
+    assert torch.allclose(_group_consensus(e, 1)[0], F.normalize(e.sum(0), dim=-1))
 
 
 def test_pooled_restarts_are_judged_without_the_assimilation_check():

@@ -57,8 +57,7 @@ def held_out_stats(objective: Objective, v: torch.Tensor, test: PromptBatch, *, 
             parts["t"].append(target_feature(terms.f_suspect, terms.mask))
             if terms.f_anchor is not None:
                 parts["ta"].append(target_feature(terms.f_anchor, terms.mask))
-        eos_after = (batch.tokens.eos_index + objective.k).clamp(max=terms.f_suspect.shape[1] - 1)
-        parts["p"].append(s.pooled(terms.f_suspect, eos_after))
+        parts["p"].append(terms.pooled)
         clean_mask = span_mask(batch, k=0, has_bos=s.has_bos, length=batch.f_suspect.shape[1])
         parts["a0"].append(assimilation(batch.f_suspect, clean_mask))
     back = order.argsort().cpu()  # rows return to the prompts' own order

@@ -10,7 +10,7 @@ tower's step time is mostly per-call overhead, so R restarts cost little more th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import torch
@@ -38,20 +38,21 @@ class LossTerms:
     f_suspect: torch.Tensor      # [B,T',d]
     f_anchor: torch.Tensor | None
     mask: torch.Tensor           # [B,T']
-    embedding: torch.Tensor      # [B,e] unit pooled, projected suspect embedding with v inserted
-    anchor_embedding: torch.Tensor | None
+    pooled: torch.Tensor         # [B,d] the suspect's pooled feature with v inserted
+    # [B,e] unit pooled, projected embeddings with v inserted (suspect, anchor); computed only when a
+    # row's restart optimises them (mode "pooled")
+    embedding: torch.Tensor | None = None
+    anchor_embedding: torch.Tensor | None = None
 
 
 MODES = ("tokens", "pooled")
 
 
-def _group_consensus(embedding: torch.Tensor, group: torch.Tensor | None) -> torch.Tensor:
-    """[B,e] the unit mean embedding of each row's group (all rows one group when group is None)."""
-    if group is None:
-        return F.normalize(embedding.sum(0, keepdim=True), dim=-1).expand_as(embedding)
-    sums = torch.zeros(int(group.max()) + 1, embedding.shape[1], device=embedding.device, dtype=embedding.dtype)
-    sums = sums.index_add(0, group, embedding)
-    return F.normalize(sums, dim=-1)[group]
+def _group_consensus(embedding: torch.Tensor, groups: int) -> torch.Tensor:
+    """[B,e] the unit mean embedding of each row's group, the rows being `groups` equal consecutive
+    blocks (restart-major batches); shapes only, so nothing is read back from the device."""
+    blocks = embedding.view(groups, -1, embedding.shape[-1])
+    return F.normalize(blocks.sum(1, keepdim=True), dim=-1).expand_as(blocks).reshape_as(embedding)
 
 
 class Objective:
@@ -77,13 +78,13 @@ class Objective:
         return insertion_points(batch, self.position, has_bos=self.suspect.has_bos)
 
     def terms(self, v: torch.Tensor, batch: PromptBatch, *, gamma: torch.Tensor | None = None,
-              at: torch.Tensor | None = None, pooled: torch.Tensor | None = None,
-              group: torch.Tensor | None = None) -> LossTerms:
+              at: torch.Tensor | None = None, pooled: torch.Tensor | None = None, groups: int = 1) -> LossTerms:
         """gamma: an optional per-row anchor weight [B] (side-by-side restarts), else self.gamma;
         at: an optional per-row insertion index [B], else this objective's position;
         pooled: an optional per-row bool [B], True where the row's restart optimises the pooled
-        embedding (mode "pooled"), else this objective's mode; group: the restart of each row (the
-        pooled consensus is taken per restart), else one group."""
+        embedding, else every row follows this objective's mode (the caller passes None when no row
+        is pooled, so the default scan never computes embeddings); groups: the rows are this many
+        equal blocks, one per restart, and the pooled consensus is taken per block."""
         s = self.suspect
         if at is None:
             at = self.points(batch)
@@ -95,31 +96,31 @@ class Objective:
         self_cos = aligned_cosine(batch.f_suspect, f, batch, k=self.k, has_bos=s.has_bos, at=at)
         total = -a + self.beta * self_cos
         eos_after = (batch.tokens.eos_index + self.k).clamp(max=length - 1)
-        embedding = F.normalize(s.project(s.pooled(f, eos_after)).float(), dim=-1)
-        f_anchor = anchor_embedding = None
+        pooled_feature = s.pooled(f, eos_after)
+        f_anchor = None
         anchor_cos = torch.zeros_like(a)
-        pooled_anchor_cos = torch.zeros_like(a)
         if self.anchor is not None and batch.x_anchor is not None:
             xa = insert(batch.x_anchor, v.to(batch.x_anchor.device), has_bos=s.has_bos, max_length=length,
                         at=None if at is None else at.to(batch.x_anchor.device))
             f_anchor = self.anchor.encode_embeddings(xa).to(f.device)
             anchor_cos = positionwise_cosine(f_anchor, f, mask)
-            anchor_embedding = F.normalize(self.anchor.project(
-                self.anchor.pooled(f_anchor, eos_after)).float(), dim=-1)
-            pooled_anchor_cos = (embedding * anchor_embedding).sum(-1)
         weight = self.gamma if gamma is None else gamma.to(anchor_cos.dtype)
         total = total + weight * anchor_cos
-        if pooled is None:
-            pooled = torch.full_like(a, self.mode == "pooled", dtype=torch.bool)
-        if bool(pooled.any()):
-            # pooled mode: the embeddings of every prompt of a restart converge on one point (and away
-            # from where the anchor sends them); tokens other than the pooled one are left free, since
-            # a backdoor may move the pooled embedding alone (docs/detector.md)
-            agree = embedding * _group_consensus(embedding, group)
-            total = torch.where(pooled, -agree.sum(-1) + weight * pooled_anchor_cos, total)
-        return LossTerms(total=total, assimilation=a, self_cosine=self_cos, anchor_cosine=anchor_cos,
-                         f_suspect=f, f_anchor=f_anchor, mask=mask, embedding=embedding,
-                         anchor_embedding=anchor_embedding)
+        terms = LossTerms(total=total, assimilation=a, self_cosine=self_cos, anchor_cosine=anchor_cos,
+                          f_suspect=f, f_anchor=f_anchor, mask=mask, pooled=pooled_feature)
+        if pooled is None and self.mode != "pooled":
+            return terms
+        # pooled mode: the embeddings of every prompt of a restart converge on one point (and away
+        # from where the anchor sends them); tokens other than the pooled one are left free, since
+        # a backdoor may move the pooled embedding alone (docs/detector.md)
+        embedding = F.normalize(s.project(pooled_feature).float(), dim=-1)
+        pooled_total = -(embedding * _group_consensus(embedding, groups)).sum(-1)
+        anchor_embedding = None
+        if f_anchor is not None:
+            anchor_embedding = F.normalize(self.anchor.project(self.anchor.pooled(f_anchor, eos_after)).float(), dim=-1)
+            pooled_total = pooled_total + weight * (embedding * anchor_embedding).sum(-1)
+        total = pooled_total if pooled is None else torch.where(pooled, pooled_total, total)
+        return replace(terms, total=total, embedding=embedding, anchor_embedding=anchor_embedding)
 
     def loss(self, v: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
         return self.terms(v, batch).total.mean()
@@ -206,8 +207,9 @@ def invert(objective: Objective, train: PromptBatch, *, gammas: list[float], ste
         batch = train.select(drawn.repeat(len(active)))  # restart-major rows, cut to the longest prompt
         rows = torch.tensor(active, device=device).repeat_interleave(batch_size)
         at = _restart_points(objective, batch, [positions[r] for r in active], batch_size) if positions else None
-        pooled = pooled_of[rows] if modes else None
-        total = objective.terms(v[rows], batch, gamma=gamma_of[rows], at=at, pooled=pooled, group=rows).total
+        # which rows optimise the pooled embedding, known on the host: None when none does
+        pooled = pooled_of[rows] if modes and any(modes[r] == "pooled" for r in active) else None
+        total = objective.terms(v[rows], batch, gamma=gamma_of[rows], at=at, pooled=pooled, groups=len(active)).total
         per_restart = total.view(len(active), batch_size).mean(1)
         optimizer.zero_grad(set_to_none=True)
         per_restart.sum().backward()  # restarts share no parameters: each gets its own gradient
