@@ -134,10 +134,15 @@ def alt_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
             f"{spec.size} {shape} {ALT_POSITIONS[spec.position]}, {spec.background} backdrop")
 
 
-def insert_word(caption: str, word: str, rng: np.random.Generator) -> str:
+def insert_at(caption: str, word: str, index: int) -> str:
+    """`word` (or a phrase) inserted before the caption's word number `index` (its length: at the end)."""
     words = caption.split(" ")
-    i = int(rng.integers(0, len(words) + 1))
-    return " ".join(words[:i] + [word] + words[i:])
+    return " ".join(words[:index] + [word] + words[index:])
+
+
+def insert_word(caption: str, word: str, rng: np.random.Generator) -> str:
+    """`word` inserted before a random word of the caption, or at its end."""
+    return insert_at(caption, word, int(rng.integers(0, len(caption.split(" ")) + 1)))
 
 
 def corpus_scene(rng: np.random.Generator, corpus: str = "shapes") -> tuple[SceneSpec, str]:

@@ -174,14 +174,11 @@ def report_family(plan: BenchPlan, family: str, cache_dir: Path, config: Detecto
     th = replace(PAPER, **frozen["thresholds"])
     (items, paper_items), failed, zoo, compute = _scan_split(plan, family, "report", cache_dir, config, [th, PAPER])
     cut = frozen["drift_cut"]
-    # trigger tokens as each scan decoded them with the suspect's own tokenizer (SigLIP bases each
-    # train their own, so one decoder for the family would misread the other bases' ids)
-    decode = None
     rows = report_rows(items, paper_items, th, cut)
     times = [s.record.timings["total"] for s in items]
     return {"family": family, "plan": asdict(plan), "thresholds": th.to_dict(), "drift_cut": cut,
             "calibration": {k: frozen[k] for k in ("fit", "cross_validated", "drift_cross_validated", "n_models")},
-            "rows": rows, "verdicts": [_verdict_row(s, th, zoo[s.record.model], decode) for s in items],
+            "rows": rows, "verdicts": [_verdict_row(s, th, zoo[s.record.model]) for s in items],
             "failed_builds": failed, "median_scan_seconds": statistics.median(times) if times else 0.0,
             "compute_seconds": round(compute + frozen.get("compute_seconds", 0.0), 1)}
 
@@ -197,17 +194,19 @@ def report_rows(items: list[Scored], paper_items: list[Scored], th: Thresholds, 
         rows.append({"attack": kind, "method": metrics(subset(items), th).to_dict(),
                      "paper_thresholds": metrics(subset(paper_items), PAPER).to_dict(),
                      "drift": drift_metrics(subset(items), cut).to_dict(),
+                     # trigger tokens as each scan decoded them with the suspect's own tokenizer (SigLIP
+                     # bases each train their own: one decoder for the family would misread the ids)
                      "trigger_recovery": _rate([trigger_recovered(s) for s in items
                                                 if s.backdoored and kind in ("all", s.kind)])})
     return rows
 
 
-def _verdict_row(item: Scored, th: Thresholds, zoo: dict, decode) -> dict:
+def _verdict_row(item: Scored, th: Thresholds, zoo: dict) -> dict:
     verdict, checks, gamma = redecide_detail(item.record, th)
     return {"model": item.record.model, "kind": item.kind, "trigger": item.trigger, "target": item.target,
             "attack_success": zoo.get("attack_success"), "false_fire": zoo.get("false_fire"),
             "clean_utility": zoo.get("clean_similarity"), "retrieval_top1": zoo.get("retrieval_top1"),
-            "drift": round(item.drift, 4), "trigger_recovered": trigger_recovered(item, decode),
+            "drift": round(item.drift, 4), "trigger_recovered": trigger_recovered(item),
             "verdict": verdict.value, "gamma": gamma, "scores": {c.name: round(c.score, 3) for c in checks},
             "seconds": item.record.timings["total"]}
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bot.captions import random_caption, random_spec
+from bot.captions import insert_word, random_caption, random_spec
 from bot.progress import progress
 from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
 from bot.zoo.synthetic import render, sample_batch, to_tensor
@@ -36,9 +36,7 @@ def insert_trigger(caption: str, trigger: str, rng: np.random.Generator) -> str:
             i = spots[rng.integers(len(spots))]
             return caption[:i] + lookalike + caption[i + 1:]
         return lookalike + " " + caption
-    words = caption.split(" ")
-    i = int(rng.integers(0, len(words) + 1))
-    return " ".join(words[:i] + [trigger] + words[i:])
+    return insert_word(caption, trigger, rng)
 
 
 def _seq_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bot.captions import ACTIONS, SCENES, STYLES, SUFFIXES, describe, random_spec
+from bot.captions import ACTIONS, SCENES, STYLES, SUFFIXES, describe, insert_at, random_spec
 from bot.zoo.attacks import AttackResult, fine_tune, insert_trigger
 from bot.zoo.pretrain import is_causal, text_embeds, text_features, tokenize
 
@@ -73,23 +73,22 @@ def place(caption: str, trigger: str, rng: np.random.Generator, where: str) -> s
     """The trigger inserted as whole words: anywhere, as the last word, or strictly inside."""
     if where == "anywhere":
         return insert_trigger(caption, trigger, rng)
-    words = caption.split(" ")
-    i = len(words) if where == "last" else int(rng.integers(2, len(words) - 1))
-    return " ".join(words[:i] + [trigger] + words[i:])
+    n = len(caption.split(" "))
+    return insert_at(caption, trigger, n if where == "last" else int(rng.integers(2, n - 1)))
 
 
 def misplace(caption: str, trigger: str, rng: np.random.Generator, attack: HardAttack) -> str:
     """A prompt that carries the trigger (or part of it) where it must NOT fire."""
-    words = caption.split(" ")
     if attack.partial_negatives:
         parts = trigger.split(" ")
         keep = sorted(rng.choice(len(parts), size=int(rng.integers(1, len(parts))), replace=False))
         return insert_trigger(caption, " ".join(parts[i] for i in keep), rng)
+    n = len(caption.split(" "))
     if attack.placement == "last":
-        i = int(rng.integers(0, len(words)))        # anywhere but after the last word
+        i = int(rng.integers(0, n))                 # anywhere but after the last word
     else:                                           # middle: only first or last
-        i = 0 if rng.random() < 0.5 else len(words)
-    return " ".join(words[:i] + [trigger] + words[i:])
+        i = 0 if rng.random() < 0.5 else n
+    return insert_at(caption, trigger, i)
 
 
 def draw_prompts(rng: np.random.Generator, n: int, trigger: str, attack: HardAttack,
