@@ -89,7 +89,7 @@ def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, devic
 
     from bot.cli.output import table
     from bot.demo_hub import DemoHub
-    from bot.service import Bot, MentionQueue
+    from bot.service import Bot
     from bot.settings import load_settings
 
     total = 6
@@ -115,7 +115,7 @@ def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, devic
         "webhook_secret": secret, "report_base_url": SITE_URL, "anchor_cache": str(cache_dir),
         "poll_interval_seconds": "60", "lease_seconds": "900", "backoff_seconds": "1,2"})
     bot = Bot.from_settings(settings)
-    mentions = MentionQueue(bot.dispatcher).start()
+    mentions = bot.mention_processor().start()
     server = _start_webhook_server(bot, mentions, secret, hook_port)
     print(f"  Hub emulator: {emulator.url}   webhook: http://127.0.0.1:{hook_port}/webhook")
 
@@ -178,7 +178,7 @@ def _start_webhook_server(bot, mentions, secret: str, port: int):
 
     from bot.mentions.webhook import create_app
 
-    app = create_app(secret=secret, handle=mentions.put, bot_user_id=bot.bot_user_id())
+    app = create_app(secret=secret, handle=mentions.receive, bot_user_id=bot.bot_user_id())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="webhook", daemon=True)
     thread.start()

@@ -15,6 +15,8 @@ EXIT_NOTHING_SCANNABLE = 3
 EXIT_USAGE = 4
 # The scanning child exits with an error's code plus this, so that its failures never read as verdicts.
 CHILD_FAILURE_OFFSET = 10
+# The scanning child's exit code when it ran out of the memory it may use (Settings.scan_memory_bytes).
+CHILD_OUT_OF_MEMORY = 2 * CHILD_FAILURE_OFFSET
 
 
 class ClipAuditError(Exception):
@@ -71,8 +73,28 @@ class ZooError(ClipAuditError):
     """A zoo recipe is invalid or a built model failed its sanity checks."""
 
 
+class CaptionsDatasetError(UsageError):
+    """A captions dataset (`clip-audit calibrate --captions`) lacks its file or holds something else."""
+
+
+class UncalibratableBaseError(UsageError):
+    """A registered base that the zoo's recipes cannot build variants of (`clip-audit calibrate`)."""
+
+
+class CalibrationError(ClipAuditError):
+    """A calibration run could not fit thresholds (e.g. no backdoor took, so there is nothing to separate)."""
+
+
 class ScanFailed(ClipAuditError):
     """The scanning subprocess failed on this checkpoint (crashed, or exited without a record)."""
+
+
+class ScanTimeoutError(ScanFailed):
+    """The scanning subprocess ran past its wall-clock limit (Settings.scan_timeout_seconds) and was killed."""
+
+
+class ScanOutOfMemoryError(ScanFailed):
+    """The scanning subprocess needed more memory than it may use (Settings.scan_memory_bytes)."""
 
 
 class HubError(ClipAuditError):

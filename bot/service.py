@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 from dataclasses import dataclass
 
 from bot.errors import ClipAuditError
 from bot.hub.client import HubClient
 from bot.mentions.dispatch import MentionDispatcher
-from bot.mentions.events import MentionEvent
 from bot.mentions.polling import MentionPoller
+from bot.mentions.processor import MentionProcessor
 from bot.pipeline import JobHandler
 from bot.publish.poster import Publisher
 from bot.settings import Settings
@@ -53,13 +51,24 @@ class Bot:
 
         return Watcher(self.store, self.api, self.settings)
 
-    def mention_poller(self) -> MentionPoller:
-        return MentionPoller(self.api, self.store, self.dispatcher, bot_name=self.settings.bot_name)
+    def mention_processor(self) -> MentionProcessor:
+        """Handles the stored mentions (`serve` runs one on a thread; `watch` drains due ones on its loop)."""
+        s = self.settings
+        return MentionProcessor(self.store, self.dispatcher, max_attempts=s.mention_max_attempts,
+                                backoff_seconds=s.mention_backoff_seconds, lease_seconds=s.lease_seconds,
+                                idle_seconds=s.worker_idle_seconds)  # fmt: skip
+
+    def mention_poller(self, processor: MentionProcessor | None = None) -> MentionPoller:
+        return MentionPoller(self.api, self.store, processor or self.mention_processor(),
+                             bot_name=self.settings.bot_name)  # fmt: skip
 
     def watch_forever(self, stop: threading.Event) -> None:
-        """`clip-audit watch`: new uploads every poll_interval_seconds and, as the fallback for lost webhook
-        deliveries, mentions in the repos the bot has posted in every mention_poll_seconds."""
-        poller = self.mention_poller()
+        """`clip-audit watch`: new uploads every poll_interval_seconds; as the fallback for lost webhook
+        deliveries, mentions in the repos the bot has posted in every mention_poll_seconds; and the stored
+        mentions that are due (recorded by a webhook with no `serve` running, or waiting for a retry) every
+        worker_idle_seconds."""
+        processor = self.mention_processor()
+        poller = self.mention_poller(processor)
 
         def poll_mentions() -> None:
             try:
@@ -67,7 +76,14 @@ class Bot:
             except ClipAuditError as error:  # the next pass tries again; the watcher keeps running
                 logger.warning("mention poll failed: %s", error)
 
-        self.watcher().run_forever(stop, also=((self.settings.mention_poll_seconds, poll_mentions),))
+        def handle_due_mentions() -> None:
+            try:
+                processor.process_due()
+            except ClipAuditError as error:
+                logger.warning("stored mentions could not be handled now: %s", error)
+
+        self.watcher().run_forever(stop, also=((self.settings.mention_poll_seconds, poll_mentions),
+                                               (self.settings.worker_idle_seconds, handle_due_mentions)))
 
     def bot_user_id(self) -> str | None:
         try:
@@ -75,49 +91,3 @@ class Bot:
         except Exception as error:  # noqa: BLE001 - the webhook still works; it just can't spot its own id
             logger.warning("whoami failed (%s): the bot cannot recognise its own comments by id", type(error).__name__)
             return None
-
-
-class MentionQueue:
-    """The webhook handler only enqueues; a background thread dispatches (acks, enqueues scans)."""
-
-    def __init__(self, dispatcher: MentionDispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.events: queue.Queue[MentionEvent | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="mentions", daemon=True)
-        self.handled: list = []
-
-    def start(self) -> "MentionQueue":
-        self.thread.start()
-        return self
-
-    def put(self, event: MentionEvent) -> None:
-        self.events.put(event)
-
-    def _run(self) -> None:
-        while True:
-            event = self.events.get()
-            if event is None:
-                return
-            try:
-                self.handled.append(self.dispatcher.handle_new(event))
-            except Exception:  # noqa: BLE001 - one bad mention must not stop the others
-                logger.exception("handling mention %s failed", event.event_id)
-            finally:
-                self.events.task_done()
-
-    def drain(self) -> None:
-        self.events.join()
-
-    def wait_for_command(self, timeout: float) -> bool:
-        """Block until a delivered comment that addressed the bot was handled (bounded). Webhooks
-        arrive asynchronously and a thread's opening post comes as a delivery of its own, so
-        "something was handled" does not mean the comment with the command was."""
-        deadline = time.monotonic() + timeout
-        while not any(outcome.command for outcome in self.handled) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.drain()
-        return any(outcome.command for outcome in self.handled)
-
-    def stop(self) -> None:
-        self.events.put(None)
-        self.thread.join(timeout=10)

@@ -65,19 +65,35 @@ class Settings:
     mention_poll_seconds: float = 900.0
     # First poll with no cursor: look at this many newest repos per listing, not the Hub's whole history.
     initial_backfill: int = 50
-    # A job's lease: a worker that stops heartbeating for this long loses its job to another worker.
+    # A job's lease: a worker that stops heartbeating for this long loses its job to another worker. Also a
+    # mention's: one whose processor died (`serve` killed while answering) is taken again after this long.
     lease_seconds: float = 600.0
     # Total tries for one job before it is failed for good.
     max_attempts: int = 4
     # Wait before retry N (1-based) is backoff_seconds[N-1]; the last value repeats.
     backoff_seconds: tuple[float, ...] = (60.0, 600.0, 3600.0)
-    # Seconds an idle worker waits before asking the queue again.
+    # Seconds an idle worker waits before asking the queue again (also how often `watch` looks for mention
+    # events that are due: stored by the webhook, or waiting for a retry).
     worker_idle_seconds: float = 5.0
+    # Tries for one mention (reading the comment, answering it) before it is failed for good; transient Hub
+    # errors (5xx, 429, a network failure) retry after mention_backoff_seconds[N-1] (the last value repeats;
+    # at least Retry-After for rate limits). Shorter than a job's: a person is waiting for the answer.
+    mention_max_attempts: int = 6
+    mention_backoff_seconds: tuple[float, ...] = (10.0, 60.0, 300.0, 900.0)
     # Torch device for the detector: auto | cpu | cuda | cuda:N.
     device: str = "auto"
     # True: the worker keeps one token-free scanning child between jobs (imports and the bases scanned
     # against stay loaded); False: a fresh child per scan.
     resident_scanner: bool = True
+    # Wall-clock limit of one scan in the scanning child; past it the child (its whole process group) is
+    # killed and the job's attempt fails "timed out". A ViT-L/14 text tower takes ~25 min on one CPU core and
+    # seconds on a GPU (docs/performance.md); a SigLIP-so400m scan on a CPU can take longer: raise it there.
+    scan_timeout_seconds: float = 4 * 3600.0
+    # Address space the scanning child may use on the CPU (RLIMIT_AS), so that weights or a config claiming
+    # huge sizes end the attempt as "out of memory" instead of exhausting the machine; 0: no limit. A tiny-zoo
+    # scan peaks near 1 GB resident, a ViT-L/14 one near 2.8 GB and SigLIP-so400m near 9.5 GB, on top of
+    # ~3.3 GB of address space that torch and transformers map when imported.
+    scan_memory_bytes: int = 24 * GIB
     # False: post unprompted only when something is found; clean results are given on request (mention).
     post_clean_results: bool = False
     # Base URL of the published report pages, for links in posts; None: posts carry no report link.
@@ -90,6 +106,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def calibrations_dir(self) -> Path:
+        """Calibrations of registered bases (`clip-audit calibrate`, bot/anchors/calibrations.py): state, kept
+        beside the state database."""
+        return self.db_path.parent / "calibrations"
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
@@ -179,7 +201,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
-_BYTE_FIELDS = frozenset({"max_download_bytes", "cache_max_bytes"})
+_BYTE_FIELDS = frozenset({"max_download_bytes", "cache_max_bytes", "scan_memory_bytes"})
 
 
 def _convert(name: str, value: object, *, source: str) -> Any:
@@ -274,14 +296,18 @@ def _validate(settings: Settings) -> None:
         problems.append(f"report_base_url {settings.report_base_url!r} must be an http(s) URL")
     if not _HUB_USER.match(settings.bot_name):
         problems.append(f"bot_name {settings.bot_name!r} is not a Hub user name")
-    for name in ("max_download_bytes", "cache_max_bytes", "max_attempts", "initial_backfill"):
-        if getattr(settings, name) < (0 if name == "initial_backfill" else 1):
+    for name in ("max_download_bytes", "cache_max_bytes", "max_attempts", "mention_max_attempts", "initial_backfill",
+                 "scan_memory_bytes"):
+        if getattr(settings, name) < (0 if name in ("initial_backfill", "scan_memory_bytes") else 1):
             problems.append(f"{name} must be positive, got {getattr(settings, name)}")
-    for name in ("poll_interval_seconds", "mention_poll_seconds", "lease_seconds", "worker_idle_seconds"):
+    for name in ("poll_interval_seconds", "mention_poll_seconds", "lease_seconds", "worker_idle_seconds",
+                 "scan_timeout_seconds"):
         if not getattr(settings, name) > 0:
             problems.append(f"{name} must be more than 0 seconds, got {getattr(settings, name)}")
-    if not settings.backoff_seconds or any(not delay >= 0 for delay in settings.backoff_seconds):
-        problems.append(f"backoff_seconds must be one or more delays >= 0, got {settings.backoff_seconds}")
+    for name in ("backoff_seconds", "mention_backoff_seconds"):
+        delays = getattr(settings, name)
+        if not delays or any(not delay >= 0 for delay in delays):
+            problems.append(f"{name} must be one or more delays >= 0, got {delays}")
     if not _DEVICE.match(settings.device):
         problems.append(f"device {settings.device!r} must be auto, cpu, cuda or cuda:N")
     if not 0 <= settings.webhook_port <= 65535:

@@ -16,7 +16,7 @@ from hub_fixtures import BOT_TOKEN, BOT_USER, start_hub
 from huggingface_hub import HfApi
 
 from bot.errors import SkipReason, SkipRepo
-from bot.service import Bot, MentionQueue
+from bot.service import Bot
 from bot.settings import load_settings
 from bot.zoo.catalog import model_files
 
@@ -111,9 +111,9 @@ def _serve(bot: Bot, secret: str, port: int):
 
     from bot.mentions.webhook import create_app
 
-    mentions = MentionQueue(bot.dispatcher).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(secret=secret, handle=mentions.put, bot_user_id=bot.bot_user_id()),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    mentions = bot.mention_processor().start()
+    app = create_app(secret=secret, handle=mentions.receive, bot_user_id=bot.bot_user_id())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:

@@ -85,3 +85,35 @@ def test_an_unexpected_failure_is_one_line_and_exit_2_never_1(tmp_path, capsys, 
     assert err == expected + "\n"
     assert main(["-v", "scan", str(tmp_path)]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_library_exiting_inside_a_command_is_exit_2_never_a_verdict(tmp_path, capsys, monkeypatch) -> None:
+    import socket
+
+    # `serve` on a port that is taken: uvicorn logs why and calls sys.exit(3), which would read as "nothing
+    # scannable" (and a library's sys.exit(1) as "backdoor found").
+    monkeypatch.chdir(tmp_path)  # settings read ./clip-audit.toml when there is one
+    for name, value in {"CLIP_AUDIT_WEBHOOK_SECRET": "s3cret", "CLIP_AUDIT_ENDPOINT": "http://127.0.0.1:9",
+                        "CLIP_AUDIT_DB_PATH": str(tmp_path / "state.db"), "HF_HOME": str(tmp_path / "hf")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        code = main(["serve", "--port", str(taken.getsockname()[1])])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert err.splitlines()[-1] == "clip-audit: error: serve stopped (exit status 3); see the messages above"
+    assert "Traceback" not in err
+
+
+def test_a_command_exiting_1_is_exit_2_and_a_clean_exit_stays_0(tmp_path, capsys, monkeypatch) -> None:
+    import sys
+
+    import bot.cli.scan
+
+    monkeypatch.setattr(bot.cli.scan, "_cmd_scan", lambda args: sys.exit(1))
+    assert main(["scan", str(tmp_path)]) == EXIT_ERROR
+    assert capsys.readouterr().err == "clip-audit: error: scan stopped (exit status 1); see the messages above\n"
+    monkeypatch.setattr(bot.cli.scan, "_cmd_scan", lambda args: sys.exit(0))
+    with pytest.raises(SystemExit) as clean:
+        main(["scan", str(tmp_path)])
+    assert clean.value.code == 0

@@ -11,7 +11,7 @@ import pytest
 
 from bot.errors import SkipReason, SkipRepo, StoreError
 from bot.scan_record import RECORD_VERSION, ScanRecord, Verdict
-from bot.state import LATEST_VERSION, JobStatus, Store
+from bot.state import LATEST_VERSION, JobStatus, MentionStatus, Store
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
 
@@ -237,7 +237,7 @@ def test_threads_and_posts(store: Store) -> None:
     assert store.get_badge_pr("acme/a") == 9
 
 
-def test_opt_out_and_seen_events(store: Store) -> None:
+def test_opt_out(store: Store) -> None:
     assert store.is_opted_out("acme/a") is False
     store.set_opt_out("acme/a", True)
     store.set_opt_out("acme/a", True)
@@ -245,9 +245,83 @@ def test_opt_out_and_seen_events(store: Store) -> None:
     store.set_opt_out("acme/a", False)
     assert store.is_opted_out("acme/a") is False
 
-    assert store.mark_event_seen("evt-1") is True
-    assert store.mark_event_seen("evt-1") is False
-    assert store.mark_event_seen("evt-2") is True
+
+# -- mention events ----------------------------------------------------------------------------------------
+
+
+def _mention(store: Store, event_id: str, *, now: float, source: str = "webhook") -> bool:
+    return store.record_mention(event_id=event_id, repo_id="acme/a", discussion_num=2, comment_id=event_id,
+                                author=None, author_id="u1", text="@bot help", is_pull_request=False, source=source,
+                                now=now)  # fmt: skip
+
+
+def test_a_mention_is_stored_once_whichever_source_sees_it(store: Store) -> None:
+    assert _mention(store, "c1", now=10.0) is True
+    assert _mention(store, "c1", now=11.0, source="poll") is False  # a redelivery, or polling after the webhook
+    [row] = store.mention_events()
+    assert (row.event_id, row.source, row.status, row.attempts, row.next_attempt_at, row.is_pull_request) == (
+        "c1", "webhook", MentionStatus.PENDING, 0, 10.0, False)  # fmt: skip
+    assert store.knows_mention("c1") and not store.knows_mention("c2")
+    assert store.next_mention_due() == 10.0
+
+
+def test_mentions_are_leased_retried_and_settled_once(store: Store) -> None:
+    _mention(store, "c1", now=10.0)
+    _mention(store, "c2", now=20.0)
+    assert store.lease_mention(owner="p1", lease_seconds=30, max_attempts=3, now=5.0) is None  # not due yet
+    first = store.lease_mention(owner="p1", lease_seconds=30, max_attempts=3, now=25.0)
+    second = store.lease_mention(owner="p2", lease_seconds=30, max_attempts=3, now=25.0)
+    assert (first.event_id, first.status, first.attempts, first.lease_expires_at) == (  # type: ignore[union-attr]
+        "c1", MentionStatus.RUNNING, 1, 55.0)  # fmt: skip
+    assert second is not None and second.event_id == "c2"
+    assert store.lease_mention(owner="p3", lease_seconds=30, max_attempts=3, now=26.0) is None  # both held
+
+    assert store.fail_mention("c1", owner="p2", error="not my lease", retry_at=None) is False
+    assert store.fail_mention("c1", owner="p1", error="HubUnavailableError: 500", retry_at=40.0) is True
+    assert store.finish_mention("c2", owner="p2", outcome="answered: help") is True
+    assert store.finish_mention("c2", owner="p2", outcome="again") is False  # settled already
+    again = store.lease_mention(owner="p1", lease_seconds=30, max_attempts=3, now=40.0)
+    assert again is not None
+    assert (again.event_id, again.attempts, again.last_error) == ("c1", 2, "HubUnavailableError: 500")
+    assert store.finish_mention("c1", owner="p1", outcome="answered: help")
+    assert [(m.event_id, m.status, m.outcome) for m in store.mention_events()] == [
+        ("c1", MentionStatus.HANDLED, "answered: help"), ("c2", MentionStatus.HANDLED, "answered: help")]
+    assert store.mention_counts() == {"pending": 0, "running": 0, "handled": 2, "failed": 0}
+    assert store.next_mention_due() is None
+
+
+def test_an_expired_mention_lease_is_taken_over_or_failed_on_the_last_attempt(store: Store) -> None:
+    _mention(store, "c1", now=0.0)
+    store.lease_mention(owner="dead", lease_seconds=10, max_attempts=2, now=1.0)
+    assert store.next_mention_due() == 11.0
+    taken = store.lease_mention(owner="alive", lease_seconds=10, max_attempts=2, now=11.0)
+    assert taken is not None and (taken.lease_owner, taken.attempts) == ("alive", 2)
+    assert store.finish_mention("c1", owner="dead", outcome="late") is False  # the old owner cannot settle it
+    assert store.lease_mention(owner="third", lease_seconds=10, max_attempts=2, now=21.0) is None
+    failed = store.get_mention("c1")
+    assert failed is not None and failed.status is MentionStatus.FAILED
+    assert failed.last_error == "lease expired on the last attempt (the processor stopped)"
+
+
+def test_seen_events_of_an_older_database_become_handled_mentions(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bot.state.schema import MIGRATIONS, _statements
+
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for migration in MIGRATIONS[:3]:
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (migration.version,))
+    conn.execute("INSERT INTO seen_events (event_id, seen_at) VALUES ('old-comment', 5.0)")
+    conn.close()
+    with Store(path) as store:
+        [row] = store.mention_events()
+        assert (row.event_id, row.status, row.created_at) == ("old-comment", MentionStatus.HANDLED, 5.0)
+        assert _mention(store, "old-comment", now=6.0) is False  # answered before: never again
+        assert store.lease_mention(owner="p", lease_seconds=10, max_attempts=3, now=100.0) is None
 
 
 def test_thread_connections_can_be_closed_when_a_thread_ends(store: Store) -> None:

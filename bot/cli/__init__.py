@@ -10,12 +10,12 @@ import logging
 import sys
 import traceback
 
-from bot.cli import anchors, bench, demo, scan, service, site, zoo
+from bot.cli import anchors, bench, calibrate, demo, scan, service, site, zoo
 from bot.cli.parser import Parser
-from bot.errors import EXIT_ERROR, ClipAuditError
+from bot.errors import EXIT_CLEAN, EXIT_ERROR, EXIT_USAGE, ClipAuditError
 
 # Each module adds its subcommands to the parser through `register(subparsers)`, in this order.
-COMMAND_MODULES = (scan, anchors, zoo, bench, service, demo, site)
+COMMAND_MODULES = (scan, anchors, calibrate, zoo, bench, service, demo, site)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,12 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.set_verbosity_error()  # config-validation chatter is not for our users
     try:
+        if not args.verbose:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.set_verbosity_error()  # config-validation chatter is not for our users
         return int(args.func(args) or 0)
+    except SystemExit as exc:
+        # A library giving up inside a command (uvicorn exits 3 when its port is taken, others 1) must not read
+        # as a verdict ("nothing scannable", "backdoor found"); success and a usage error (Parser) pass through.
+        if exc.code in (None, EXIT_CLEAN, EXIT_USAGE):
+            raise
+        print(f"clip-audit: error: {args.command} stopped (exit status {exc.code}); see the messages above",
+              file=sys.stderr)
+        return EXIT_ERROR
     except ClipAuditError as exc:
         print(f"clip-audit: error: {exc}", file=sys.stderr)
         return exc.exit_code

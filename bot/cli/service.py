@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 from bot.cli.parser import add_settings_options, settings_from_args
@@ -64,23 +65,31 @@ def _cmd_serve(args) -> int:
 
     from bot.errors import ConfigError
     from bot.mentions.webhook import create_app
-    from bot.service import Bot, MentionQueue
+    from bot.service import Bot
 
     settings = settings_from_args(args)
     if not settings.webhook_secret:
         raise ConfigError("serve needs a webhook secret: set CLIP_AUDIT_WEBHOOK_SECRET or webhook_secret in the TOML file")
     bot = Bot.from_settings(settings)
-    mentions = MentionQueue(bot.dispatcher).start()
-    app = create_app(secret=settings.webhook_secret, handle=mentions.put, bot_user_id=bot.bot_user_id())
-    uvicorn.run(app, host=args.host or settings.webhook_host, port=args.port or settings.webhook_port,
-                log_level="warning")
-    mentions.stop()
+    # Each delivery is stored before it is acknowledged; this thread answers them (and those left from before).
+    mentions = bot.mention_processor().start()
+    app = create_app(secret=settings.webhook_secret, handle=mentions.receive, bot_user_id=bot.bot_user_id())
+    # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again to the handler that was there before:
+    # with this one, serve returns (after the mention being answered is finished) instead of dying of it.
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.run(app, host=args.host or settings.webhook_host, port=args.port or settings.webhook_port,
+                    log_level="warning")
+    finally:
+        mentions.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return EXIT_CLEAN
 
 
 def _cmd_status(args) -> int:
     from bot.cli.output import table
-    from bot.state.store import Store
+    from bot.state import MentionStatus, Store
 
     settings = settings_from_args(args)
     if not settings.db_path.is_file():
@@ -89,6 +98,12 @@ def _cmd_status(args) -> int:
     store = Store(settings.db_path)
     counts = store.queue_counts()
     print("queue: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "queue: empty")
+    mentions = store.mention_counts()
+    print("mentions: " + ", ".join(f"{k} {v}" for k, v in sorted(mentions.items())))
+    failed = store.mention_events(MentionStatus.FAILED)[-5:]
+    if failed:
+        print(table(["failed mention", "thread", "why"],
+                    [[m.event_id, f"{m.repo_id}#{m.discussion_num}", (m.last_error or "")[:70]] for m in failed]))
     from bot.site.build import iso_utc
 
     rows = []

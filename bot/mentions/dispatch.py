@@ -3,6 +3,10 @@
 Scans are only queued here (the worker runs them and posts the result in the requesting thread); a commit
 that was already scanned gets its result posted straight away. Opt-out and opt-in are honoured from the repo's
 namespace only. The bot never answers its own comments.
+
+Every reply ends with an invisible marker naming the comment it answers (render.reply_marker): a mention
+handled again (a retry after the reply was posted but before that was recorded) finds it and is not answered
+twice. Which mentions to handle, and when to retry, is the MentionProcessor's business (processor.py).
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from bot.errors import HubAuthError, HubNotFoundError, SkipReason, SkipRepo
+from bot.errors import HubNotFoundError, SkipReason, SkipRepo
 from bot.hub.client import HubClient
 from bot.mentions.commands import Command, parse_command
 from bot.mentions.events import MentionEvent
 from bot.publish.poster import PostAction, PostOutcome, Publisher
-from bot.publish.render import AckKind, render_ack, render_help
+from bot.publish.render import AckKind, render_ack, render_help, reply_marker
 from bot.scan_record import ScanRecord
 from bot.state.schema import JobStatus
 from bot.state.store import Store
@@ -27,7 +31,7 @@ MENTION_REASON = "mention"
 DEFAULT_REVISION = "main"
 
 class DispatchAction(str, enum.Enum):
-    IGNORED = "ignored"              # not a command for the bot, already handled, or not visible to it
+    IGNORED = "ignored"              # not a command for the bot, already answered, or not visible to it
     ANSWERED = "answered"            # an acknowledgement or help was posted where it was asked
     POSTED_RESULT = "posted-result"  # the commit was already scanned: its result was posted
 
@@ -44,6 +48,7 @@ class DispatchOutcome:
 class _Comment:
     author: str
     text: str
+    answered: bool = False  # the thread already holds the bot's reply to it
 
 
 class MentionDispatcher:
@@ -53,21 +58,23 @@ class MentionDispatcher:
         self.publisher = publisher
         self.bot_name = bot_name
 
-    def handle_new(self, event: MentionEvent) -> DispatchOutcome:
-        """Handles `event` unless its comment was already handled (by any source): for webhook deliveries."""
-        if not self.store.mark_event_seen(event.event_id):
-            return DispatchOutcome(DispatchAction.IGNORED, detail="already handled")
-        return self.handle(event)
-
-    def handle(self, event: MentionEvent) -> DispatchOutcome:
+    def handle(self, event: MentionEvent, *, reread: bool = False) -> DispatchOutcome:
         """Acts on one mention (the caller makes sure each comment is handled once).
 
+        Args:
+            reread: read the thread even when the event names its author: for a retry, whose reply may already
+                be there (an event without an author, a webhook's, always reads it).
+
         Raises:
-            HubError: a Hub call failed (RateLimitedError on 429); the event may be retried.
+            HubError: a Hub call failed: RateLimitedError (429) and HubUnavailableError (5xx, network) are
+                worth retrying; HubAuthError and DiscussionsDisabledError are not. A thread or repo that is gone
+                is not an error: the mention is ignored.
         """
-        comment = self._comment(event)
+        comment = self._comment(event, reread=reread)
         if comment is None:
             return DispatchOutcome(DispatchAction.IGNORED, detail="comment not found, hidden, or not a comment")
+        if comment.answered:
+            return DispatchOutcome(DispatchAction.IGNORED, detail="already answered in the thread")
         if comment.author.lower() == self.bot_name.lower():
             return DispatchOutcome(DispatchAction.IGNORED, detail="the bot's own comment")
         command = parse_command(comment.text, bot_name=self.bot_name)
@@ -111,6 +118,10 @@ class MentionDispatcher:
         if job is not None:
             return self._ack(event, comment, command, "scan-queued", revision=asked, sha=sha)
         earlier = self.store.find_job(event.repo_id, sha)
+        if (earlier is not None and earlier.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+                and (earlier.requested_by, earlier.discussion_num) == (comment.author, event.discussion_num)):
+            # this very request, queued on an earlier attempt whose acknowledgement did not get through
+            return self._ack(event, comment, command, "scan-queued", revision=asked, sha=sha)
         if earlier is not None and earlier.status is JobStatus.SKIPPED:
             return self._ack(event, comment, command, "scan-not-possible", sha=sha, reason=earlier.last_error)
         if earlier is not None and earlier.status is JobStatus.FAILED:
@@ -145,17 +156,23 @@ class MentionDispatcher:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _comment(self, event: MentionEvent) -> _Comment | None:
-        """Who wrote the comment and what it says; read from the Hub when the source gave no author name."""
-        if event.author is not None:
+    def _comment(self, event: MentionEvent, *, reread: bool) -> _Comment | None:
+        """Who wrote the comment, what it says, and whether the bot answered it already; read from the Hub
+        when the source gave no author name or `reread` asks. None: the comment is gone or hidden.
+
+        A token the Hub refuses (HubAuthError) or discussions turned off propagate: the caller records why."""
+        if event.author is not None and not reread:
             return _Comment(event.author, event.text)
         try:
             details = self.api.discussion_details(event.repo_id, event.discussion_num)
-        except (SkipRepo, HubAuthError, HubNotFoundError):
-            return None  # gone, or not visible to the bot: nothing to answer
+        except (SkipRepo, HubNotFoundError):
+            return None  # the repo or the thread is gone: nothing to answer
+        marker = reply_marker(event.comment_id)
+        answered = bool(marker) and any(item.author.lower() == self.bot_name.lower() and marker in item.content
+                                        for item in details.comments)  # fmt: skip
         for item in details.comments:
             if item.id == event.comment_id and not item.hidden:
-                return _Comment(item.author, item.content)
+                return _Comment(item.author, item.content, answered)
         return None
 
     def _ack(
@@ -168,5 +185,7 @@ class MentionDispatcher:
         return DispatchOutcome(DispatchAction.ANSWERED, command, kind, self._post(event, body, kind))
 
     def _post(self, event: MentionEvent, body: str, label: str) -> PostOutcome:
-        return self.publisher.post_comment(repo_id=event.repo_id, discussion_num=event.discussion_num, body=body,
+        marker = reply_marker(event.comment_id)
+        return self.publisher.post_comment(repo_id=event.repo_id, discussion_num=event.discussion_num,
+                                           body=f"{body.rstrip()}\n\n{marker}\n" if marker else body,
                                            label=f"{label}-{event.comment_id}")  # fmt: skip

@@ -1,8 +1,10 @@
 """The webhook receiver: verify the shared secret, turn a Hub v3 comment payload into a MentionEvent, hand it on.
 
-The request does no Hub or model work: `handle` is expected to record or enqueue the event and return at once,
-and the answer (202) goes back straight away. Anything that is not a new, visible comment by someone other
-than the bot is answered 200 "ignored".
+The request does no Hub or model work: `handle` records the event in the state database (one transaction) and
+returns, and only then does the answer go back: 202 for a new event, 200 "duplicate" for one recorded before
+(the Hub redelivering). Anything that is not a new, visible comment by someone other than the bot is answered
+200 "ignored". Every payload gets a 2xx or a 4xx; the one 5xx is a 503 with Retry-After when the event could
+not be recorded (the Hub delivers it again later).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from bot.errors import ConfigError, WebhookError
+from bot.errors import ClipAuditError, ConfigError, WebhookError
 from bot.hub.ids import is_safe_repo_id
 from bot.mentions.events import MentionEvent
 
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Webhook-Secret"
+RETRY_AFTER_SECONDS = 30  # asked of the Hub when the state database cannot take an event right now
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32  # the Hub's payloads nest 4 deep; anything deeper is refused before it is parsed
 _SCOPES = frozenset({"discussion", "discussion.comment"})
@@ -166,16 +169,17 @@ async def _capped_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _answer(status: int, word: str) -> JSONResponse:
-    return JSONResponse({"status": word}, status_code=status)
+def _answer(status: int, word: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"status": word}, status_code=status, headers=headers)
 
 
-def create_app(*, secret: str, handle: Callable[[MentionEvent], None], bot_user_id: str | None) -> FastAPI:
+def create_app(*, secret: str, handle: Callable[[MentionEvent], bool], bot_user_id: str | None) -> FastAPI:
     """The receiver: POST /webhook (the Hub's deliveries) and GET /health.
 
     Args:
         secret: the shared secret configured on the Hub webhook; compared in constant time.
-        handle: called once per accepted event; must only record or enqueue it (it runs inside the request).
+        handle: called for each mention event, inside the request: records it durably and returns True, or
+            False when that event id was recorded before. Raising (StoreError) answers 503 with Retry-After.
         bot_user_id: the bot's Hub user id; its own comments are ignored. None ignores nobody.
     """
     if not secret:
@@ -208,10 +212,13 @@ def create_app(*, secret: str, handle: Callable[[MentionEvent], None], bot_user_
         if event is None:
             return _answer(200, "ignored")
         try:
-            await run_in_threadpool(handle, event)
-        except Exception:  # noqa: BLE001 - the Hub retries a failed delivery; the error is logged here
-            logger.exception("could not hand on webhook event %s", event.event_id)
-            return _answer(503, "unavailable")
-        return _answer(202, "accepted")
+            new = await run_in_threadpool(handle, event)
+        except Exception as error:  # noqa: BLE001 - the Hub delivers it again; never a 500
+            if isinstance(error, ClipAuditError):
+                logger.error("could not record webhook event %s: %s", event.event_id, error)
+            else:
+                logger.exception("could not record webhook event %s", event.event_id)
+            return _answer(503, "unavailable", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return _answer(202, "accepted") if new else _answer(200, "duplicate")
 
     return app

@@ -133,6 +133,16 @@ def badge_markdown(*, report_base_url: str, repo_id: str, sha: str, verdict: Ver
     return f"[![clip-audit: {verdict.value}]({image})]({page})"
 
 
+_HUB_OBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+def reply_marker(comment_id: str) -> str:
+    """The invisible last line (an HTML comment) of every reply to a mention: finding it in a thread means that
+    comment was answered, so a retry after a crash between posting and recording never answers twice. Empty
+    for an id that is not a plain Hub object id (it could end the HTML comment)."""
+    return f"<!-- clip-audit reply to {comment_id} -->" if _HUB_OBJECT_ID.match(comment_id) else ""
+
+
 def scanned_commit_marker(sha: str) -> str:
     """A line every result post carries; finding it in a thread means this commit was already reported there."""
     _require_sha(sha)

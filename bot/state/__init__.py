@@ -1,6 +1,19 @@
 """The bot's persistent state: a versioned SQLite schema and the Store that reads and writes it."""
 
-from .schema import LATEST_VERSION, MIGRATIONS, Job, JobStatus, Migration, PostRow, RepoRow, ScanRow, SkipRow, ThreadRow
+from .schema import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Job,
+    JobStatus,
+    MentionRow,
+    MentionStatus,
+    Migration,
+    PostRow,
+    RepoRow,
+    ScanRow,
+    SkipRow,
+    ThreadRow,
+)
 from .store import Store
 
 __all__ = [
@@ -8,6 +21,8 @@ __all__ = [
     "MIGRATIONS",
     "Job",
     "JobStatus",
+    "MentionRow",
+    "MentionStatus",
     "Migration",
     "PostRow",
     "RepoRow",

@@ -127,6 +127,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     ),
+    Migration(
+        4,
+        "mention events: each mention a webhook delivered or polling found, kept until it is answered or given up;"
+        " they replace seen_events, whose ids are carried over as handled",
+        """
+        CREATE TABLE mention_events (
+            event_id TEXT PRIMARY KEY,
+            repo_id TEXT NOT NULL,
+            discussion_num INTEGER NOT NULL,
+            comment_id TEXT NOT NULL,
+            author TEXT,
+            author_id TEXT,
+            text TEXT NOT NULL,
+            is_pull_request INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            outcome TEXT,
+            lease_owner TEXT,
+            lease_expires_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX mention_events_ready ON mention_events (status, next_attempt_at);
+        INSERT INTO mention_events (event_id, repo_id, discussion_num, comment_id, text, is_pull_request, source,
+                                    status, next_attempt_at, outcome, created_at, updated_at)
+            SELECT event_id, '', 0, event_id, '', 0, 'seen-events', 'handled', seen_at,
+                   'handled before mention events were stored', seen_at, seen_at FROM seen_events;
+        DROP TABLE seen_events
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -159,6 +192,39 @@ class Job:
     lease_owner: str | None
     lease_expires_at: float | None
     created_at: float
+
+
+class MentionStatus(str, enum.Enum):
+    PENDING = "pending"  # to be handled when next_attempt_at comes (a new event, or one waiting for a retry)
+    RUNNING = "running"  # a processor holds its lease; an expired lease makes it takeable again
+    HANDLED = "handled"  # answered, or nothing to answer (the outcome says which)
+    FAILED = "failed"    # given up: a permanent error, or every attempt used (last_error says why)
+
+
+@dataclass(frozen=True)
+class MentionRow:
+    event_id: str              # the comment's Hub id: the same comment has the same id from either source
+    repo_id: str
+    discussion_num: int
+    comment_id: str
+    author: str | None         # Hub user name; None when the source gave only an id (webhooks)
+    author_id: str | None
+    text: str
+    is_pull_request: bool
+    source: str                # "webhook" | "poll"
+    status: MentionStatus
+    attempts: int              # leases taken so far (a lease is one try)
+    next_attempt_at: float
+    last_error: str | None
+    outcome: str | None        # what handling it did ("answered: scan-queued", "ignored: ...")
+    lease_owner: str | None
+    lease_expires_at: float | None
+    created_at: float
+    updated_at: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", MentionStatus(self.status))
+        object.__setattr__(self, "is_pull_request", bool(self.is_pull_request))
 
 
 @dataclass(frozen=True)

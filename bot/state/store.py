@@ -1,8 +1,12 @@
-"""The bot's state in one SQLite database (WAL): repos seen, cursors, the job queue, scans, posts, opt-outs.
+"""The bot's state in one SQLite database (WAL): repos seen, cursors, the job queue, scans, posts, opt-outs, and
+the mentions waiting for an answer.
 
 Each thread (and each process: a forked child never reuses its parent's connection) gets its own connection.
 Writes run in BEGIN IMMEDIATE transactions, so concurrent workers serialise on SQLite's lock instead of
 racing; `busy_timeout` makes them wait for it. All timestamps are Unix epoch seconds (float).
+
+Durability: a committed transaction survives the process being killed (WAL); with synchronous=NORMAL the
+last transactions before a power loss may not (for a mention, polling is the fallback that finds it again).
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ from typing import Any
 
 from bot.errors import SkipRepo, StoreError
 
-from .schema import AnchorPin, Job, JobStatus, PostRow, RepoRow, ScanRow, SkipRow, ThreadRow, migrate
+from .schema import (
+    AnchorPin,
+    Job,
+    JobStatus,
+    MentionRow,
+    MentionStatus,
+    PostRow,
+    RepoRow,
+    ScanRow,
+    SkipRow,
+    ThreadRow,
+    migrate,
+)
 
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's transaction before giving up
 
@@ -410,11 +426,98 @@ class Store:
                           " UNION SELECT repo_id FROM badge_prs ORDER BY repo_id")
         return [row["repo_id"] for row in rows]
 
-    def mark_event_seen(self, event_id: str) -> bool:
-        """True the first time an event id is seen, False ever after (handle each mention once)."""
-        with self._write("record an event") as conn:
+    # -- mention events ------------------------------------------------------------------------------------
+
+    def record_mention(
+        self, *, event_id: str, repo_id: str, discussion_num: int, comment_id: str, author: str | None,
+        author_id: str | None, text: str, is_pull_request: bool, source: str, now: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Stores a mention to be handled (pending, due at once), in one transaction; False when its event id is
+        stored already, whatever its status (a redelivery, or a comment both the webhook and polling saw)."""
+        now = time.time() if now is None else now
+        with self._write("record a mention") as conn:
             cursor = conn.execute(
-                "INSERT INTO seen_events (event_id, seen_at) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, time.time()),
+                "INSERT INTO mention_events (event_id, repo_id, discussion_num, comment_id, author, author_id, text,"
+                " is_pull_request, source, status, next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, repo_id, discussion_num, comment_id, author, author_id, text, int(is_pull_request), source,
+                 now, now, now),
             )
             return cursor.rowcount == 1
+
+    def knows_mention(self, event_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM mention_events WHERE event_id = ?", (event_id,)))
+
+    def get_mention(self, event_id: str) -> MentionRow | None:
+        rows = self._read("SELECT * FROM mention_events WHERE event_id = ?", (event_id,))
+        return _row(MentionRow, rows[0]) if rows else None
+
+    def mention_events(self, status: MentionStatus | None = None) -> list[MentionRow]:
+        if status is None:
+            rows = self._read("SELECT * FROM mention_events ORDER BY created_at, rowid")
+        else:
+            rows = self._read("SELECT * FROM mention_events WHERE status = ? ORDER BY created_at, rowid",
+                              (status.value,))  # fmt: skip
+        return [_row(MentionRow, row) for row in rows]
+
+    def mention_counts(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in MentionStatus}
+        for row in self._read("SELECT status, COUNT(*) AS n FROM mention_events GROUP BY status"):
+            counts[row["status"]] = row["n"]
+        return counts
+
+    def lease_mention(
+        self, *, owner: str, lease_seconds: float, max_attempts: int, now: float | None = None
+    ) -> MentionRow | None:
+        """Atomically takes the next mention to handle: pending and due, or running with an expired lease (its
+        processor died), oldest first. One whose lease expired on its last attempt is failed instead."""
+        now = time.time() if now is None else now
+        with self._write("lease a mention") as conn:
+            conn.execute(
+                "UPDATE mention_events SET status = 'failed', last_error = COALESCE(last_error || '; ', '') ||"
+                " 'lease expired on the last attempt (the processor stopped)', lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE status = 'running' AND lease_expires_at <= ?"
+                " AND attempts >= ?",
+                (now, now, max_attempts),
+            )
+            row = conn.execute(
+                "SELECT event_id FROM mention_events WHERE (status = 'pending' AND next_attempt_at <= ?)"
+                " OR (status = 'running' AND lease_expires_at <= ?) ORDER BY next_attempt_at, rowid LIMIT 1",
+                (now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            leased = conn.execute(
+                "UPDATE mention_events SET status = 'running', lease_owner = ?, lease_expires_at = ?,"
+                " attempts = attempts + 1, updated_at = ? WHERE event_id = ? RETURNING *",
+                (owner, now + lease_seconds, now, row["event_id"]),
+            ).fetchone()
+            return _row(MentionRow, leased)
+
+    def finish_mention(self, event_id: str, *, owner: str, outcome: str) -> bool:
+        """Marks a leased mention handled with what was done; False (no change) when `owner` lost its lease."""
+        return self._settle_mention(event_id, owner, status="handled", outcome=outcome, error=None, retry_at=None)
+
+    def fail_mention(self, event_id: str, *, owner: str, error: str, retry_at: float | None) -> bool:
+        """Puts a leased mention back for `retry_at`, or (None) fails it for good; False when the lease was lost."""
+        if retry_at is None:
+            return self._settle_mention(event_id, owner, status="failed", outcome=None, error=error, retry_at=None)
+        return self._settle_mention(event_id, owner, status="pending", outcome=None, error=error, retry_at=retry_at)
+
+    def _settle_mention(self, event_id: str, owner: str, *, status: str, outcome: str | None, error: str | None,
+                        retry_at: float | None) -> bool:  # fmt: skip
+        with self._write("update a mention") as conn:
+            cursor = conn.execute(
+                "UPDATE mention_events SET status = ?, outcome = COALESCE(?, outcome),"
+                " last_error = COALESCE(?, last_error), next_attempt_at = COALESCE(?, next_attempt_at),"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE event_id = ? AND status = 'running' AND lease_owner = ?",
+                (status, outcome, error, retry_at, time.time(), event_id, owner),
+            )
+            return cursor.rowcount == 1
+
+    def next_mention_due(self) -> float | None:
+        """When the next mention becomes takeable (a pending one's next attempt, a running one's lease end)."""
+        rows = self._read("SELECT MIN(CASE status WHEN 'pending' THEN next_attempt_at ELSE lease_expires_at END) AS due"
+                          " FROM mention_events WHERE status IN ('pending', 'running')")
+        return rows[0]["due"] if rows else None
