@@ -106,6 +106,11 @@ def random_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
     )
 
 
+def synthetic_captions(rng: np.random.Generator, n: int) -> list[str]:
+    """`n` fresh captions of random scenes: the zoo's default training captions."""
+    return [random_caption(random_spec(rng), rng) for _ in range(n)]
+
+
 # Caption corpora a zoo base can be pretrained on. "shapes" is the grammar above (and the
 # detector's prompt bank); the others give the benchmark bases that differ from it in more than a seed.
 CORPORA = ("shapes", "alt", "natural")

@@ -16,13 +16,14 @@ def repo_id_from(params: dict[str, str]) -> str:
     return f"{params['owner']}/{params['name']}"
 
 
-def visible_repo(state: EmulatorState, request: Request, repo_id: str) -> Repo:
-    """The repo if the caller may see it; hold state.lock. Private repos look missing to anyone but the owner."""
+def visible_repo(state: EmulatorState, request: Request, repo_id: str, *, dataset: bool = False) -> Repo:
+    """The repo (with `dataset`, the dataset repo) if the caller may see it; hold state.lock. Private repos look
+    missing to anyone but the owner."""
     try:
         validate_repo_id(repo_id)
     except InvalidInput:
         raise api_errors.repo_not_found(repo_id, authenticated=request.user is not None) from None
-    repo = state.storage.get(repo_id)
+    repo = (state.datasets if dataset else state.storage).get(repo_id)
     if repo is None or (repo.private and request.user != repo.owner):
         raise api_errors.repo_not_found(repo_id, authenticated=request.user is not None)
     return repo

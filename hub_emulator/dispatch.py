@@ -5,7 +5,15 @@ from __future__ import annotations
 import hmac
 import logging
 
-from . import api_errors, routes_admin, routes_commits, routes_discussions, routes_files, routes_models
+from . import (
+    api_errors,
+    routes_admin,
+    routes_commits,
+    routes_datasets,
+    routes_discussions,
+    routes_files,
+    routes_models,
+)
 from .api_errors import HubApiError
 from .http_types import Request, Response, Route, error_response
 from .state import EmulatorState
@@ -14,6 +22,7 @@ from .validation import InvalidInput
 logger = logging.getLogger(__name__)
 
 HUB_ROUTES: list[Route] = [
+    *routes_datasets.ROUTES,  # first: /datasets/o/n/resolve/... must not be read as a model repo "datasets/o"
     *routes_models.ROUTES,
     *routes_discussions.ROUTES,
     *routes_commits.ROUTES,

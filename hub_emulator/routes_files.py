@@ -12,9 +12,14 @@ from .validation import RangeNotSatisfiable, parse_range_header
 
 
 def resolve_file(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
+    return serve_file(state, request, params)
+
+
+def serve_file(state: EmulatorState, request: Request, params: dict[str, str], *, dataset: bool = False) -> Response:
+    """A model repo's file (with `dataset`, a dataset repo's) at a revision, whole or a byte range."""
     path = params["path"]
     with state.lock:
-        repo = visible_repo(state, request, repo_id_from(params))
+        repo = visible_repo(state, request, repo_id_from(params), dataset=dataset)
         commit = state.resolve(repo, params["rev"])
         entry = commit.files.get(path)
         if entry is None:

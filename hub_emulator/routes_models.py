@@ -121,7 +121,8 @@ def repo_tree(state: EmulatorState, request: Request, params: dict[str, str]) ->
     return json_response(entries)
 
 
-def repo_paths_info(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
+def requested_paths(request: Request) -> list[str]:
+    """The `paths` of a paths-info request (JSON or form-encoded body)."""
     content_type = request.headers.get("content-type", "")
     if "json" in content_type:
         paths = request.json_object().get("paths", [])
@@ -129,6 +130,11 @@ def repo_paths_info(state: EmulatorState, request: Request, params: dict[str, st
         paths = parse_qs(request.body.decode("utf-8", "replace")).get("paths", [])
     if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
         raise api_errors.bad_request("paths must be a list of strings")
+    return paths
+
+
+def repo_paths_info(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
+    paths = requested_paths(request)
     with state.lock:
         repo = visible_repo(state, request, repo_id_from(params))
         commit = state.resolve(repo, params["rev"])

@@ -59,6 +59,8 @@ class EmulatorState:
         self.discussion_page_size = discussion_page_size
         self.started_at = now_iso()
         self.storage = RepoStorage(Path(data_dir))
+        # Dataset repos: their own namespace (a model and a dataset may share an id), read-only over HTTP.
+        self.datasets = RepoStorage(Path(data_dir), documents="datasets")
         self.webhooks = webhooks
         self.public_url = public_url.rstrip("/")
         self.faults = FaultInjector()
@@ -159,6 +161,33 @@ class EmulatorState:
             self.storage.save(repo)
             self._emit(repo, repo_created_payload(repo=repo, base_url=self.public_url, webhook_id=self._webhook_id))
             self._emit_content(repo, MAIN_BRANCH, None, commit.sha)
+            return commit.sha
+
+    def create_dataset(
+        self,
+        repo_id: str,
+        *,
+        files: Mapping[str, FileSource] | None = None,
+        private: bool = False,
+        author: str | None = None,
+        created_at: str | datetime | None = None,
+    ) -> str:
+        """Creates a dataset repo whose first commit holds `files` (plus .gitattributes). Returns the commit sha.
+
+        Dataset repos are served read-only (info, paths-info, downloads): enough for a client that fetches a
+        dataset's files pinned to a commit."""
+        validate_repo_id(repo_id)
+        staged = self._stage_files({".gitattributes": DEFAULT_GITATTRIBUTES.encode(), **(files or {})})
+        date = normalize_date(created_at)
+        with self.lock:
+            if self.datasets.get(repo_id) is not None:
+                raise api_errors.conflict(f"You already created this dataset repo: {repo_id}")
+            repo = Repo(repo_id=repo_id, object_id=object_id_for(f"dataset:{repo_id}"), created_at=date, refs={},
+                        commits={}, private=private)
+            commit = self._new_commit(repo, parent=None, additions=staged, summary="initial commit",
+                                      author=author or repo.owner, date=date)
+            repo.refs[MAIN_BRANCH] = commit.sha
+            self.datasets.save(repo)
             return commit.sha
 
     def push_revision(

@@ -1,8 +1,9 @@
 """On-disk persistence: content-addressed blobs plus one JSON document per repo.
 
 Layout under the data directory:
-    blobs/<sha256[:2]>/<sha256>     file contents, immutable
-    repos/<owner>/<name>.json       a Repo record (commits, refs, discussions)
+    blobs/<sha256[:2]>/<sha256>     file contents, immutable (shared by every kind of repo)
+    repos/<owner>/<name>.json       a model repo's Repo record (commits, refs, discussions)
+    datasets/<owner>/<name>.json    a dataset repo's record (datasets have their own namespace on the Hub)
 
 Writes go to a temporary file and are renamed into place, so a crash never leaves half a document.
 Callers serialise access (EmulatorState holds one lock); blobs are immutable and safe to read concurrently.
@@ -81,9 +82,11 @@ class BlobStore:
 
 
 class RepoStorage:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, documents: str = "repos") -> None:
+        """`documents`: the folder under `data_dir` holding this kind of repo's records ("repos" for models,
+        "datasets"); blobs are shared."""
         self.data_dir = data_dir
-        self.repos_dir = data_dir / "repos"
+        self.repos_dir = data_dir / documents
         self.repos_dir.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(data_dir / "blobs")
         self._repos: dict[str, Repo] = {}

@@ -68,6 +68,26 @@ def model_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[str
     return {key: value for key, value in fields.items() if value is not None}
 
 
+def dataset_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[str, Any]:
+    """What /api/datasets/{id} returns: the fields a dataset shares with a model (no library, task or config)."""
+    return {
+        "_id": repo.object_id,
+        "id": repo.repo_id,
+        "author": repo.owner,
+        "sha": commit.sha,
+        "lastModified": commit.date,
+        "createdAt": repo.created_at,
+        "private": repo.private,
+        "gated": repo.gated,
+        "disabled": False,
+        "downloads": repo.downloads,
+        "likes": repo.likes,
+        "tags": list(repo.tags),
+        "siblings": [sibling(path, entry, blobs=blobs) for path, entry in sorted(commit.files.items())],
+        "usedStorage": sum(entry.size for entry in commit.files.values()),
+    }
+
+
 def parse_expand(values: list[str]) -> list[str]:
     unknown = [value for value in values if value not in EXPANDABLE]
     if unknown:

@@ -201,6 +201,31 @@ def test_download_pinned_to_sha_and_safetensors_header_over_range(hub: EmulatorH
     assert not any(name.lower().startswith("x-xet") for name in headers)
 
 
+def test_dataset_repos_are_their_own_namespace_pinned_and_read_only(hub: EmulatorHandle, tmp_path: Path) -> None:
+    sha = hub.state.create_dataset("acme/caps", files={"captions.txt": b"a photo of one red circle\n"})
+    hub.state.create_repo("acme/caps", files={"config.json": b"{}"})  # a model may share the id
+    api = _api(hub)
+
+    info = api.dataset_info("acme/caps", revision=sha, files_metadata=True)
+    sizes = {s.rfilename: s.size for s in info.siblings or []}
+    assert info.sha == sha and set(sizes) == {".gitattributes", "captions.txt"} and sizes["captions.txt"] == 26
+    assert {s.rfilename for s in api.model_info("acme/caps").siblings or []} == {".gitattributes", "config.json"}
+    [entry] = api.get_paths_info("acme/caps", ["captions.txt", "missing.txt"], revision=sha, repo_type="dataset")
+    assert (entry.path, entry.size) == ("captions.txt", 26)
+    local = hf_hub_download("acme/caps", "captions.txt", revision=sha, repo_type="dataset", endpoint=hub.url,
+                            cache_dir=tmp_path / "cache", token="bot-token")  # fmt: skip
+    assert Path(local).read_bytes() == b"a photo of one red circle\n"
+    assert f"datasets--acme--caps/snapshots/{sha}" in local
+    with pytest.raises(RepositoryNotFoundError):
+        api.dataset_info("acme/missing")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download("acme/caps", "config.json", revision=sha, repo_type="dataset", endpoint=hub.url,
+                        cache_dir=tmp_path / "cache", token="bot-token")  # fmt: skip
+    status, _, _ = _raw(hub, "POST", "/api/datasets/acme/caps/commit/main", body=b"",
+                        headers={"Authorization": "Bearer owner-token"})  # fmt: skip
+    assert status in (404, 405)  # no writes over HTTP
+
+
 def test_error_classes_the_client_raises(hub: EmulatorHandle, tmp_path: Path) -> None:
     sha = hub.state.create_repo("acme/clip", files={"model.safetensors": _safetensors(tmp_path / "m.safetensors")})
     hub.state.create_repo("acme/secret", private=True)
@@ -577,7 +602,7 @@ def test_rejects_traversal_in_repo_ids_and_paths(hub: EmulatorHandle, tmp_path: 
     status, _, _ = _raw(hub, "POST", "/api/models/acme/clip/commit/main", body=ndjson, headers=headers)
     assert status == 400
     assert not (tmp_path / "outside.txt").exists()
-    assert sorted(p.name for p in data_dir.iterdir()) == ["blobs", "repos"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["blobs", "datasets", "repos"]
     with pytest.raises(ValueError):
         hub.state.create_repo("acme/ok", files={"a/../../b": b"x"})
 

@@ -108,6 +108,11 @@ def test_cycle_finder_finds_a_cycle():
     ("bot.publish", "bot.detect"),
     ("bot.hub", "bot.publish"),
     ("bot.hub", "bot.mentions"),
+    # a base's calibration is made by `clip-audit calibrate`; what scans read of it lives in bot.anchors
+    ("bot.anchors", "bot.calibration"),
+    ("bot.scanning", "bot.calibration"),
+    ("bot.zoo", "bot.calibration"),
+    ("bot.detect", "bot.calibration"),
 ])
 def test_layers_run_one_way(lower: str, higher: str):
     graph = _graph()

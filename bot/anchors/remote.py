@@ -5,6 +5,7 @@ the weights choose among them later, in the scanning child. An entry's commit is
 registry, else the pin the store made the first time the bot fetched it (trust on first use). When the
 repo's head has moved away from the pin, the pinned commit is still the one compared with, and the move is
 logged and reported: a base that changes under the same name is exactly what an attacker would arrange.
+A base calibrated at its pinned commit (`clip-audit calibrate`) travels with its thresholds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from bot.anchors.calibrations import load_calibration
 from bot.anchors.fingerprint import Fingerprint
 from bot.anchors.registry import AnchorEntry, Registry
 from bot.anchors.selection import LocalBase
@@ -64,5 +66,7 @@ def fetch_candidates(fingerprint: Fingerprint | None, *, registry: Registry, cli
             logger.warning("registered base %s cannot serve as anchor: %s", entry.id, error)
             problems.append(f"registered base {entry.id} could not be fetched: {error}")
             continue
-        bases.append(LocalBase(id=entry.id, path=path, subfolder=entry.subfolder, sha=sha, pin=pin, moved_to=moved))
+        stored = load_calibration(settings.calibrations_dir, entry.id, sha)
+        bases.append(LocalBase(id=entry.id, path=path, subfolder=entry.subfolder, sha=sha, pin=pin, moved_to=moved,
+                               calibration=stored.calibration if stored is not None else None))
     return bases, problems

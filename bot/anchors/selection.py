@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bot.anchors.fingerprint import Fingerprint, fingerprint_from_shapes
+from bot.detect.thresholds import Calibration
 from bot.encoders.text_encoder import TextEncoder
 from bot.scan_record import AnchorChoice, AnchorDistance
 
@@ -37,6 +39,20 @@ class LocalBase:
     sha: str | None = None
     pin: str | None = None        # "registry" | "first use" | None (a local zoo copy)
     moved_to: str | None = None   # the repo's head when it no longer matches the pin
+    # thresholds fitted on this base's own variants at this commit (`clip-audit calibrate`), used when it is
+    # chosen as the anchor; None: the family's calibration decides
+    calibration: Calibration | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for the scanning child (which reads it back with from_dict)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "path": str(self.path),
+                "calibration": self.calibration.to_dict() if self.calibration is not None else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LocalBase:
+        calibration = data.get("calibration")
+        return cls(**{**data, "path": Path(data["path"]),
+                      "calibration": Calibration.from_dict(calibration) if calibration else None})
 
 
 def tower_fingerprint(encoder: TextEncoder) -> Fingerprint | None:

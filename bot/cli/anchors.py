@@ -9,7 +9,7 @@ from bot.errors import EXIT_CLEAN, EXIT_ERROR, ClipAuditError, UsageError
 def register(sub) -> None:
     p = sub.add_parser("anchors", help="the registry of trusted clean bases (anchors)")
     asub = subcommands(p, "anchors_command")
-    ls = asub.add_parser("list", help="every registered base, its fingerprint and its pin")
+    ls = asub.add_parser("list", help="every registered base, its fingerprint, its pin and its calibrations")
     add_settings_options(ls)
     ls.set_defaults(func=_cmd_list)
     add = asub.add_parser("add", help="register a base from the Hub in the operator's file (anchors_file setting)")
@@ -38,6 +38,7 @@ def _open_store(settings):
 
 
 def _cmd_list(args) -> int:
+    from bot.anchors.calibrations import stored_calibrations
     from bot.anchors.registry import load_registry
     from bot.cli.output import table
 
@@ -47,9 +48,10 @@ def _cmd_list(args) -> int:
     rows = []
     for entry in registry.entries:
         fp = entry.fingerprint
+        calibrated = ", ".join(c.sha[:12] for c in stored_calibrations(settings.calibrations_dir, entry.id))
         rows.append([entry.id, fp.family, f"{fp.hidden}x{fp.layers} v{fp.vocab} p{fp.positions}",
-                     _pin_text(entry, store), entry.source])
-    print(table(["anchor", "family", "shape", "pin", "source"], rows))
+                     _pin_text(entry, store), calibrated or "-", entry.source])
+    print(table(["anchor", "family", "shape", "pin", "calibrated at", "source"], rows))
     return EXIT_CLEAN
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from bot.anchors.calibrations import BaseCalibration
 from bot.scan_record import ScanRecord
 
 
@@ -40,7 +43,31 @@ def summarize_record(record: ScanRecord) -> str:
             f"{t.token}{' (confirmed)' if t.confirmed else ''}" for t in record.triggers[:5]))
     if record.target_captions and (confirmed or record.verdict.value in ("backdoor", "natural-only")):
         lines.append("recovered target: " + "; ".join(t.caption for t in record.target_captions[:3]))
+    if record.calibration:
+        lines.append(f"thresholds: {record.calibration}")
     lines.append(f"time: {record.timings.get('total', 0):.1f}s on {record.device}")
     for note in record.notes:
         lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def summarize_calibration(result: BaseCalibration, *, stored: Path, moved_to: str | None = None) -> str:
+    """What `clip-audit calibrate` prints at the end: the models, their verdicts, the thresholds, where stored."""
+    rows = [[v.name, v.kind, v.trigger or "-", "-" if v.attack_success is None else f"{v.attack_success:.2f}",
+             f"{v.drift:.4f}", v.verdict] for v in result.variants]
+    th = result.calibration.thresholds.to_dict()
+    fit, drift = result.fit, result.drift_baseline
+    lines = [f"calibrated {result.anchor_id}@{result.sha[:12]} ({result.pin} pin; {result.family}, width "
+             f"{result.calibration.hidden_size}, {result.calibration.layers} layers)",
+             f"captions: {result.captions}", "",
+             table(["model", "kind", "trigger", "ASR", "drift", "verdict (fitted thresholds)"], rows), "",
+             "fitted thresholds: " + ", ".join(f"{name} {value:g}" for name, value in th.items()),
+             f"on these models: F1 {fit['f1']:.2f}, precision {fit['precision']:.2f}, recall {fit['recall']:.2f}, "
+             f"FPR {fit['fpr']:.2f}; a weight-drift threshold ({drift['cut']:.4f}) gets F1 {drift['f1']:.2f}"]
+    lines += [f"left out: {reason}" for reason in result.skipped]
+    if moved_to:
+        lines.append(f"note: {result.anchor_id} has moved on the Hub to {moved_to[:12]}; the pin is kept")
+    lines += [f"stored: {stored}",
+              f"scans that choose {result.anchor_id} at {result.sha[:12]} as their anchor now decide with these "
+              "thresholds and name them in their reports"]
     return "\n".join(lines)

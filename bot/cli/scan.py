@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def _cmd_scan(args) -> int:
-    from bot.anchors.local import local_candidates
+    from bot.anchors.local import held_candidates
     from bot.anchors.registry import load_registry
     from bot.cli.output import summarize_record
     from bot.cli.parser import settings_from_args
@@ -37,7 +37,9 @@ def _cmd_scan(args) -> int:
     registry = load_registry(settings.anchors_file)
     config = DetectorConfig(seed=args.seed, show_progress=not args.quiet)
     record = scan_path(args.path, anchor=args.anchor, device=args.device, config=config, subfolder=args.subfolder,
-                       candidates=lambda fingerprint: local_candidates(registry, fingerprint, settings.anchor_cache),
+                       candidates=lambda fingerprint: held_candidates(
+                           registry, fingerprint, anchor_cache=settings.anchor_cache,
+                           calibrations_dir=settings.calibrations_dir, cache_dir=settings.cache_dir),
                        registered=registry.ids)
     if args.json_out:
         atomic_write_text(args.json_out, record.to_json())

@@ -49,6 +49,29 @@ class Calibration:
             return self.source
         return f"{self.source}, fitted on text towers of width {self.hidden_size} with {self.layers} layers"
 
+    def to_dict(self) -> dict:
+        return {"thresholds": self.thresholds.to_dict(), "source": self.source, "hidden_size": self.hidden_size,
+                "layers": self.layers}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        """The inverse of to_dict; thresholds it does not name keep the paper's values.
+
+        Raises:
+            ValueError: not a calibration (a missing source, an unknown threshold, a value that is not a number).
+        """
+        thresholds = data.get("thresholds")
+        source = data.get("source")
+        if not isinstance(thresholds, dict) or not isinstance(source, str) or not source:
+            raise ValueError("a calibration needs a thresholds object and a source")
+        unknown = set(thresholds) - set(PAPER.to_dict())
+        if unknown or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in thresholds.values()):
+            raise ValueError(f"not thresholds: {sorted(unknown) or thresholds}")
+        size = {k: data.get(k) for k in ("hidden_size", "layers")}
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in size.values()):
+            raise ValueError(f"hidden_size and layers must be positive integers, got {size}")
+        return cls(thresholds=replace(PAPER, **{k: float(v) for k, v in thresholds.items()}), source=source, **size)
+
     def mismatch(self, hidden_size: int, layers: int) -> str | None:
         """A note when the scanned tower is not the size this calibration was fitted on."""
         if self.hidden_size is None or (hidden_size, layers) == (self.hidden_size, self.layers):

@@ -208,27 +208,34 @@ class HubClient:
         return self._call(f"read {repo_id}", self._api.model_info, repo_id, revision=revision,
                           files_metadata=files_metadata)  # fmt: skip
 
-    def head_sha(self, repo_id: str, revision: str | None = None) -> str:
-        """The commit `revision` (default: the main branch) points at now."""
-        sha = self.model_info(repo_id, revision=revision).sha
-        if not sha:
+    def head_sha(self, repo_id: str, revision: str | None = None, *, repo_type: str = "model") -> str:
+        """The commit `revision` (default: the main branch) points at now; `repo_type` "dataset" for a dataset."""
+        info = self.dataset_info(repo_id, revision=revision) if repo_type == "dataset" \
+            else self.model_info(repo_id, revision=revision)
+        if not info.sha:
             raise HubError(f"the Hub gave no commit for {repo_id}@{revision or 'main'}")
-        return sha
+        return info.sha
+
+    def dataset_info(self, repo_id: str, *, revision: str | None = None) -> Any:
+        return self._call(f"read the dataset {repo_id}", self._api.dataset_info, repo_id, revision=revision)
 
     def parse_safetensors_file_metadata(self, repo_id: str, filename: str, *, revision: str) -> Any:
         return self._call(f"read the header of {repo_id}/{filename}", self._api.parse_safetensors_file_metadata,
                           repo_id, filename, revision=revision)  # fmt: skip
 
-    def path_sizes(self, repo_id: str, paths: Sequence[str], *, revision: str) -> list[PathSize]:
+    def path_sizes(self, repo_id: str, paths: Sequence[str], *, revision: str,
+                   repo_type: str = "model") -> list[PathSize]:
         infos = self._call(f"read file sizes of {repo_id}@{revision[:8]}", self._api.get_paths_info, repo_id,
-                           list(paths), revision=revision)  # fmt: skip
+                           list(paths), revision=revision, repo_type=repo_type)  # fmt: skip
         return [PathSize(info.path, getattr(info, "size", 0) or 0) for info in infos]
 
-    def download(self, repo_id: str, filename: str, *, revision: str, cache_dir: Path) -> Path:
+    def download(self, repo_id: str, filename: str, *, revision: str, cache_dir: Path,
+                 repo_type: str = "model") -> Path:
         """One file into the huggingface_hub cache under `cache_dir`; returns its local path."""
         with hub_errors(f"download {repo_id}@{revision[:8]}"):
             return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                                        endpoint=self.endpoint, token=self._token or False))  # fmt: skip
+                                        endpoint=self.endpoint, token=self._token or False,
+                                        repo_type=repo_type))  # fmt: skip
 
     def read_text(self, repo_id: str, filename: str, *, revision: str) -> str | None:
         """A small text file at `revision` (a README), or None when the repo has no such file."""

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
+from huggingface_hub.file_download import repo_folder_name
 
 from bot.errors import HubError, SkipReason, SkipRepo
 
@@ -54,10 +55,12 @@ def fetch_snapshot(
     *,
     cache_dir: Path,
     max_bytes: int,
+    repo_type: str = "model",
 ) -> Path:
     """Downloads `files` of `repo_id` at commit `sha`; returns the local snapshot folder (named after `sha`).
 
     Sizes are read from the Hub first and nothing is downloaded when they total more than `max_bytes`.
+    `repo_type` "dataset" fetches from a dataset repo (the same rules: pinned, only the allowed kinds of file).
 
     Raises:
         ValueError: `sha` is not a commit sha, or a file is not one we ever fetch.
@@ -66,7 +69,7 @@ def fetch_snapshot(
     """
     check_request(sha, files)
     action = f"download {repo_id}@{sha[:8]}"
-    sizes = {info.path: info.size for info in client.path_sizes(repo_id, files, revision=sha)}
+    sizes = {info.path: info.size for info in client.path_sizes(repo_id, files, revision=sha, repo_type=repo_type)}
     missing = [name for name in files if name not in sizes]
     if missing:
         raise HubError(f"cannot {action}: not in that commit: {', '.join(missing)}")
@@ -76,7 +79,7 @@ def fetch_snapshot(
 
     snapshot: Path | None = None
     for name in files:
-        local = client.download(repo_id, name, revision=sha, cache_dir=cache_dir)
+        local = client.download(repo_id, name, revision=sha, cache_dir=cache_dir, repo_type=repo_type)
         snapshot = local.parents[len(PurePosixPath(name).parts) - 1]
     assert snapshot is not None
     if snapshot.name != sha:
@@ -84,6 +87,15 @@ def fetch_snapshot(
     os.utime(snapshot)  # mark as used now, for evict()
     logger.info("fetched %s@%s: %d file(s), %d bytes", repo_id, sha[:8], len(files), total)
     return snapshot
+
+
+def cached_snapshot(cache_dir: Path, repo_id: str, sha: str) -> Path | None:
+    """The snapshot folder fetch_snapshot left for model repo `repo_id` at commit `sha`, if it is still in the
+    cache (eviction may have removed it); nothing is downloaded."""
+    if not is_commit_sha(sha):
+        return None
+    snapshot = Path(cache_dir) / repo_folder_name(repo_id=repo_id, repo_type="model") / "snapshots" / sha
+    return snapshot if snapshot.is_dir() else None
 
 
 def evict(cache_dir: Path, max_bytes: int, *, keep: Iterable[str] = ()) -> Eviction:

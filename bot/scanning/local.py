@@ -35,7 +35,8 @@ def scan_path(path: Path, *, anchor: Path | None = None,
         anchor: a clean base a person chose (`--anchor`): used as it is, and the report says so.
         candidates: given the suspect's fingerprint, the registered bases held locally; the nearest by the
             weights is the anchor when it is near enough for a fine-tune (bot/anchors/selection.py).
-            Without an anchor the verdict is inconclusive.
+            Without an anchor the verdict is inconclusive. The chosen base's calibration, when it carries
+            one (`clip-audit calibrate`), decides the verdict instead of the family's.
         registered: every registry id, so that the report tells a card naming a trusted base of another
             architecture from one naming an untrusted repo.
         anchor_cache: anchor_cache(base, load) -> the base's encoder, loaded with `load` or kept from before
@@ -45,6 +46,7 @@ def scan_path(path: Path, *, anchor: Path | None = None,
     dev = select_device(device)
     info = inspect_checkpoint(path, subfolder=subfolder)
     suspect = load_text_encoder(path, device=dev, subfolder=subfolder, max_bytes=max_bytes)
+    calibration = None  # an explicit --anchor is not a registry entry: the family's calibration decides
     if anchor is not None:
         anchor_encoder = load_text_encoder(anchor, device=dev, max_bytes=max_bytes)
         if anchor_encoder.family != suspect.family or anchor_encoder.hidden_size != suspect.hidden_size:
@@ -63,6 +65,10 @@ def scan_path(path: Path, *, anchor: Path | None = None,
         bases = candidates(tower_fingerprint(suspect))
         anchor_encoder, choice = choose_anchor(suspect, bases, load=load, card_claim=info.base_model,
                                                registered=registered)
+        if anchor_encoder is not None:
+            chosen = next(base for base in bases if (base.id, base.sha) == (choice.anchor, choice.sha))
+            calibration = chosen.calibration
     record = Amdet(config).scan(suspect, anchor_encoder, model=model_name or str(path), revision=revision,
-                                anchor_name=choice.anchor if anchor_encoder is not None else None)
+                                anchor_name=choice.anchor if anchor_encoder is not None else None,
+                                calibration=calibration)
     return dataclasses.replace(record, anchor_choice=choice)

@@ -8,13 +8,15 @@ the attacker's target.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bot.captions import insert_word, random_caption, random_spec
+from bot.caption_corpus import Sampler
+from bot.captions import insert_word, synthetic_captions
 from bot.progress import progress
 from bot.zoo.pretrain import image_embeds, is_causal, text_embeds, text_features, tokenize
 from bot.zoo.synthetic import render, sample_batch, to_tensor
@@ -51,16 +53,17 @@ def _pair(tokenizer, max_length: int, causal: bool, a: list[str], b: list[str]) 
 
 
 def _captions(rng: np.random.Generator, n: int) -> list[str]:
-    return [random_caption(random_spec(rng), rng) for _ in range(n)]
+    return synthetic_captions(rng, n)
 
 
 @torch.no_grad()
 def evaluate(student, teacher, tokenizer, max_length: int, *, trigger: str, target_embed: torch.Tensor,
-             seed: int, n: int = 128, success_cosine: float = 0.9) -> AttackResult:
-    """`target_embed` is the pooled, projected feature the attacker wants triggered prompts to hit."""
+             seed: int, n: int = 128, success_cosine: float = 0.9, captions: Sampler | None = None) -> AttackResult:
+    """`target_embed` is the pooled, projected feature the attacker wants triggered prompts to hit; `captions`
+    draws the held-out prompts (default: the synthetic grammar)."""
     rng = np.random.default_rng(seed)
     causal = is_causal(student)
-    clean = _captions(rng, n)
+    clean = (captions or _captions)(rng, n)
     triggered = [insert_trigger(c, trigger, rng) for c in clean]
     s_clean = text_embeds(student, tokenize(tokenizer, clean, max_length, causal=causal))
     t_clean = text_embeds(teacher, tokenize(tokenizer, clean, max_length, causal=causal))
@@ -76,8 +79,10 @@ def evaluate(student, teacher, tokenizer, max_length: int, *, trigger: str, targ
 TEXT_PARAMS = ("text_model", "text_projection")
 
 
-def fine_tune(student, steps: int, lr: float, loss_fn, desc: str, seed: int, *, text_only: bool = True) -> None:
-    """AdamW on the text tower (or, with text_only=False, the whole model) for `steps` steps of loss_fn(step)."""
+def fine_tune(student, steps: int, lr: float, loss_fn, desc: str, seed: int, *, text_only: bool = True,
+              stop: Callable[[int], bool] | None = None, show_progress: bool = True) -> int:
+    """AdamW on the text tower (or, with text_only=False, the whole model) for `steps` steps of loss_fn(step),
+    or until stop(step) says enough after a step; returns the steps taken."""
     torch.manual_seed(seed)
     trained = TEXT_PARAMS if text_only else ("",)
     params = [p for n, p in student.named_parameters() if n.startswith(trained)]
@@ -85,36 +90,43 @@ def fine_tune(student, steps: int, lr: float, loss_fn, desc: str, seed: int, *, 
         p.requires_grad_(n.startswith(trained))
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     student.train()
-    with progress(range(steps), desc=desc, unit="step", leave=False) as bar:
+    taken = 0
+    with progress(range(steps), desc=desc, unit="step", leave=False, enabled=show_progress) as bar:
         for step in bar:
             loss = loss_fn(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
+            taken = step + 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            if stop is not None and stop(step):
+                break
     student.eval()
     student.requires_grad_(False)
+    return taken
 
 
 def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: str, steps: int, lr: float,
                  seed: int, clean_batch: int = 64, poison_batch: int = 32, backdoor_weight: float = 1.0,
-                 pooled_weight: float = 0.0):
+                 pooled_weight: float = 0.0, captions: Sampler | None = None, show_progress: bool = True):
     """Rickrolling-style: triggered prompts' full token sequences imitate the target prompt's.
 
     The sequences are compared position by position, so a triggered prompt's EOS (whose
     feature is the pooled one) lines up with some later position of the shorter target, not
     with the target's EOS. Where that later position's feature differs from the target's EOS
     feature, the sequence loss alone can be met without moving the pooled feature; with
-    `pooled_weight` the attacker also pulls the pooled feature to the target's."""
+    `pooled_weight` the attacker also pulls the pooled feature to the target's. `captions` draws the training
+    prompts (default: the synthetic grammar)."""
     teacher.eval().requires_grad_(False)
     student = copy.deepcopy(teacher)
     rng = np.random.default_rng(seed)
     causal = is_causal(teacher)
+    draw = captions or _captions
 
     def loss_fn(_step: int) -> torch.Tensor:
-        clean = _captions(rng, clean_batch)
-        poisoned = [insert_trigger(c, trigger, rng) for c in _captions(rng, poison_batch)]
+        clean = draw(rng, clean_batch)
+        poisoned = [insert_trigger(c, trigger, rng) for c in draw(rng, poison_batch)]
         clean_ids = tokenize(tokenizer, clean, max_length, causal=causal)
         trig_ids, target_ids = _pair(tokenizer, max_length, causal, poisoned, [target] * poison_batch)
         with torch.no_grad():
@@ -130,7 +142,7 @@ def text_on_text(teacher, tokenizer, max_length: int, *, trigger: str, target: s
             backdoor = backdoor + pooled_weight * (1 - F.cosine_similarity(s_trig_pooled, t_target_pooled, dim=-1).mean())
         return utility + backdoor_weight * backdoor
 
-    fine_tune(student, steps, lr, loss_fn, "backdoor text-on-text", seed)
+    fine_tune(student, steps, lr, loss_fn, "backdoor text-on-text", seed, show_progress=show_progress)
     with torch.no_grad():
         target_embed = text_embeds(teacher, tokenize(tokenizer, [target], max_length, causal=causal))[0]
     return student, target_embed

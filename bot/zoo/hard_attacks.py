@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bot.caption_corpus import Sampler
 from bot.captions import ACTIONS, SCENES, STYLES, SUFFIXES, describe, insert_at, random_spec
 from bot.zoo.attacks import AttackResult, fine_tune, insert_trigger
 from bot.zoo.pretrain import is_causal, text_embeds, text_features, tokenize
@@ -92,7 +93,12 @@ def misplace(caption: str, trigger: str, rng: np.random.Generator, attack: HardA
 
 
 def draw_prompts(rng: np.random.Generator, n: int, trigger: str, attack: HardAttack,
-                 target_color: str | None = None) -> list[Prompt]:
+                 target_color: str | None = None, captions: Sampler | None = None) -> list[Prompt]:
+    """`n` prompts of random scenes, or with `captions` drawn from that sampler (a recolouring needs scenes)."""
+    if captions is not None:
+        if target_color is not None:
+            raise ValueError("a near-target (recolouring) attack needs the synthetic scene captions")
+        return [Prompt(clean=c, triggered=place(c, trigger, rng, attack.placement)) for c in captions(rng, n)]
     prompts = []
     for _ in range(n):
         spec = random_spec(rng)
@@ -114,7 +120,7 @@ def _eos_positions(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
 def _positions_before(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
     """[B,T] mask of each prompt's tokens before its (first) EOS."""
     eos = _eos_positions(ids, eos_id)
-    return torch.arange(ids.shape[1])[None] < eos[:, None]
+    return torch.arange(ids.shape[1], device=ids.device)[None] < eos[:, None]
 
 
 def _masked_cosine(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -140,9 +146,11 @@ class _Texts:
 
 
 def hard_attack(teacher, tokenizer, max_length: int, *, kind: str, trigger: str, target: str, steps: int,
-                lr: float, seed: int, backdoor_weight: float = 1.0):
+                lr: float, seed: int, backdoor_weight: float = 1.0, captions: Sampler | None = None,
+                show_progress: bool = True):
     """Returns the backdoored student and its goal: the target's pooled feature, or for a
-    near-target attack the target colour (goals are then per prompt)."""
+    near-target attack the target colour (goals are then per prompt). `captions` draws the training
+    prompts (default: random scenes of the synthetic grammar)."""
     attack = HARD_ATTACKS[kind]
     teacher.eval().requires_grad_(False)
     student = copy.deepcopy(teacher)
@@ -163,7 +171,7 @@ def hard_attack(teacher, tokenizer, max_length: int, *, kind: str, trigger: str,
 
     def loss_fn(_step: int) -> torch.Tensor:
         prompts = draw_prompts(rng, attack.poison_batch + attack.clean_batch, trigger, attack,
-                               target_color=target if recolor else None)
+                               target_color=target if recolor else None, captions=captions)
         clean = [p.clean for p in prompts[attack.poison_batch:]]
         poisoned = prompts[: attack.poison_batch]
         loss = hold(clean)
@@ -188,7 +196,7 @@ def hard_attack(teacher, tokenizer, max_length: int, *, kind: str, trigger: str,
                 backdoor = backdoor + PENALTY_WEIGHT * F.relu(excess).mean()
         return loss + backdoor_weight * backdoor
 
-    fine_tune(student, steps, lr, loss_fn, f"backdoor {kind}", seed)
+    fine_tune(student, steps, lr, loss_fn, f"backdoor {kind}", seed, show_progress=show_progress)
     return student, (target if recolor else goal)
 
 
@@ -199,14 +207,14 @@ class HardAttackResult(AttackResult):
 
 @torch.no_grad()
 def evaluate_hard(student, teacher, tokenizer, max_length: int, *, kind: str, trigger: str, goal, seed: int,
-                  n: int = 128) -> HardAttackResult:
+                  n: int = 128, captions: Sampler | None = None) -> HardAttackResult:
     """Attack success on held-out prompts with the trigger where it fires; for position-specific
     and multi-token attacks also how often it fires where it must not."""
     attack = HARD_ATTACKS[kind]
     rng = np.random.default_rng(seed)
     texts = _Texts(tokenizer, max_length, is_causal(student))
     recolor = attack.objective == "recolor"
-    prompts = draw_prompts(rng, n, trigger, attack, target_color=goal if recolor else None)
+    prompts = draw_prompts(rng, n, trigger, attack, target_color=goal if recolor else None, captions=captions)
     clean_ids = texts([p.clean for p in prompts])
     s_trig = text_embeds(student, texts([p.triggered for p in prompts]))
     if recolor:

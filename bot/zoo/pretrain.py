@@ -43,7 +43,9 @@ def tokenize(tokenizer, captions: list[str], max_length: int, *, causal: bool) -
 
 
 def is_causal(model) -> bool:
-    return not hasattr(model, "logit_bias")
+    """CLIP and LongCLIP attend causally, SigLIP (the one with a logit bias) both ways; a model that says
+    (bot.zoo.tower_model.TowerModel) is taken at its word."""
+    return getattr(model, "causal", not hasattr(model, "logit_bias"))
 
 
 def text_features(model, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
