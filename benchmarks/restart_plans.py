@@ -20,12 +20,15 @@ def main() -> int:
     parser.add_argument("--family", required=True, choices=["clip", "longclip", "siglip"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--kinds", nargs="+", help="only these model kinds (default: all)")
-    parser.add_argument("--k", type=int, default=1, help="pseudo-tokens per restart")
+    # restart-plan knobs left out are the family's shipped plan (bot/detect/amdet.py FAMILY_PLANS)
+    parser.add_argument("--k", type=int, help="pseudo-tokens per restart")
+    parser.add_argument("--steps", type=int, help="max steps per restart")
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.1, 1.0, 1.0])
     parser.add_argument("--positions", nargs="+", default=["start"], choices=["start", "middle", "end"])
-    parser.add_argument("--modes", nargs="+", default=["tokens"], choices=["tokens", "pooled"])
-    parser.add_argument("--v-scale", default="unit", choices=["unit", "token"])
-    parser.add_argument("--v-max-norm", type=float, help="bound on each pseudo-token's norm (x the largest token's)")
+    parser.add_argument("--modes", nargs="+", choices=["tokens", "pooled"])
+    parser.add_argument("--v-scale", choices=["unit", "token"])
+    parser.add_argument("--v-max-norm", type=float,
+                        help="bound on each pseudo-token's norm (x the largest token's; inf: none)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"))
     args = parser.parse_args()
@@ -38,9 +41,9 @@ def main() -> int:
     from bot.zoo.catalog import load_zoo_model
     from bot.zoo.recipes import base_recipe
 
-    restarts = max(len(args.gammas), len(args.positions), len(args.modes))
-    config = DetectorConfig(k=args.k, gammas=tuple(args.gammas), positions=tuple(args.positions),
-                            modes=tuple(args.modes), restarts=restarts, v_scale=args.v_scale,
+    restarts = max(len(args.gammas), len(args.positions), len(args.modes or []))
+    config = DetectorConfig(k=args.k, steps=args.steps, gammas=tuple(args.gammas), positions=tuple(args.positions),
+                            modes=tuple(args.modes) if args.modes else None, restarts=restarts, v_scale=args.v_scale,
                             v_max_norm=args.v_max_norm, always_landscape=True, show_progress=False)
     plan = BenchPlan(families=(args.family,), calibration_seeds=tuple(args.seeds))
     for recipe in recipes_for(plan, args.family, "calibration"):

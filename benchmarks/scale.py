@@ -104,7 +104,7 @@ def measure(tower: str, dtype: str, *, steps: int, whole: bool, device_choice: s
     suspect = _encoder(*shape, seed=0, device=device)
     anchor = _encoder(*shape, seed=1, device=device)
     cast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
-    cfg = DetectorConfig(show_progress=False)
+    cfg = DetectorConfig(show_progress=False).resolved(shape[0])  # the family's restart plan
     detector = Amdet(cfg)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -20,7 +20,7 @@ READABLE_VERSIONS = (1, 2, 3)
 
 class Verdict(str, enum.Enum):
     BACKDOOR = "backdoor"          # injected backdoor: all checks and the landscape filter hold
-    NATURAL_ONLY = "natural-only"  # a trigger-like direction exists, but the landscape says "natural"
+    NATURAL_ONLY = "natural-only"  # earlier versions: the landscape said "natural" (it no longer decides)
     CLEAN = "clean"                # no inverted direction passes the checks
     INCONCLUSIVE = "inconclusive"  # the detector could not decide (e.g. no anchor model)
 

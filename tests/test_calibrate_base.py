@@ -109,8 +109,8 @@ def test_calibrate_stores_thresholds_with_the_base_at_its_pinned_commit(world: d
     assert (result.anchor_id, result.sha, result.pin, result.family) == (BASE, sha, "first use", "clip")
     cal = result.calibration
     assert (cal.hidden_size, cal.layers) == (128, 4)
-    for name, value in cal.thresholds.to_dict().items():
-        assert value in GRID[name], name  # fitted by the benchmark's grid search, not left at the paper's values
+    for name, values in GRID.items():
+        assert getattr(cal.thresholds, name) in values, name  # fitted by the benchmark's grid search
     assert cal.source.startswith(f"calibrated on {BASE}@{sha[:12]}: 1 backdoored variant (text-on-text), "
                                  "1 benign text-only fine-tune and the base itself; captions: dataset "
                                  f"{CAPTIONS}@")

@@ -72,7 +72,8 @@ def test_checks_and_decision_follow_thresholds():
     assert [c.name for c in checks] == ["assimilation", "same_target", "different_target"]
     assert all(c.passed for c in checks)
     assert decide(checks + [landscape_check(0.9, PAPER)], has_anchor=True) == Verdict.BACKDOOR
-    assert decide(checks + [landscape_check(0.5, PAPER)], has_anchor=True) == Verdict.NATURAL_ONLY
+    # the landscape is evidence only: rough ground around the trigger does not change the verdict
+    assert decide(checks + [landscape_check(0.5, PAPER)], has_anchor=True) == Verdict.BACKDOOR
     failing = checks_from_arrays(*_arrays(0.95, 0.5, -0.5), PAPER)
     assert decide(failing, has_anchor=True) == Verdict.CLEAN
     assert decide(checks, has_anchor=False) == Verdict.INCONCLUSIVE
@@ -146,9 +147,9 @@ def test_redecide_takes_the_most_severe_restart():
     record = replace(_record(1.0, 0.99, 0.99, 0.9), candidates=[natural, injected])
     assert redecide(record, PAPER) == Verdict.BACKDOOR
     assert redecide(replace(record, candidates=[natural]), PAPER) == Verdict.CLEAN
-    # an injected-looking direction on rough ground is only a natural backdoor
+    # the landscape no longer decides: an injected-looking direction on rough ground is still a backdoor
     rough = replace(record, candidates=[natural, _candidate(0.9, 0.99, -0.5, 0.1, gamma=1.0)])
-    assert redecide(rough, PAPER) == Verdict.NATURAL_ONLY
+    assert redecide(rough, PAPER) == Verdict.BACKDOOR
 
 
 def test_record_keeps_every_restart_and_old_records_still_read():

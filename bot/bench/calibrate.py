@@ -141,7 +141,7 @@ GRID = {
     "same_target_rate": (0.8, 0.9, 0.95),
     "anchor_cosine": (0.0, 0.5, 0.8, 0.9, 0.95),
     "different_target_rate": (0.2, 0.3, 0.5, 0.8, 0.95),
-    "landscape_positive_ratio": (0.3, 0.5, 0.8),
+    # no landscape_positive_ratio: the landscape is evidence, it decides nothing (checks.decide)
 }
 
 

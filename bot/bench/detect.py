@@ -49,7 +49,8 @@ def config_key(config: DetectorConfig, th: Thresholds | None = None) -> str:
 
 
 def _scan(model: ZooModel, base: ZooModel, config: DetectorConfig, th: Thresholds, records_dir: Path) -> ScanRecord:
-    out = records_dir / config_key(config, th) / f"{model.recipe.name}-{model.recipe.key}.json"
+    key = config_key(config.resolved(model.recipe.family), th)
+    out = records_dir / key / f"{model.recipe.name}-{model.recipe.key}.json"
     if out.is_file():
         return ScanRecord.from_json(out.read_text())
     suspect = load_text_encoder(model.path)
@@ -142,7 +143,7 @@ def calibrate_family(plan: BenchPlan, family: str, cache_dir: Path, config: Dete
     scanned_with = for_family(family)
     (items,), failed, _, compute = _scan_split(plan, family, "calibration", cache_dir, config, [scanned_with])
     th = calibrate(items)
-    return {"family": family, "plan": asdict(plan), "config_key": config_key(config),
+    return {"family": family, "plan": asdict(plan), "config_key": config_key(config.resolved(family)),
             "scanned_with": scanned_with.to_dict(), "thresholds": th.to_dict(),
             "fit": metrics(items, th).to_dict(), "cross_validated": _as_dict(cross_validate(items)),
             "drift_cut": fit_drift(items), "drift_cross_validated": _as_dict(_drift_cv(items)),
@@ -168,7 +169,7 @@ def _drift_cv(items: list[Scored]) -> Metrics | None:
 def report_family(plan: BenchPlan, family: str, cache_dir: Path, config: DetectorConfig, frozen: dict) -> dict:
     """Stage 2, after the configuration and thresholds are frozen: the report seeds scanned as shipped
     (frozen thresholds) and with the reference's thresholds; the drift baseline on the same models."""
-    if frozen.get("config_key") != config_key(config):
+    if frozen.get("config_key") != config_key(config.resolved(family)):
         raise UsageError(f"{family}: the calibration was run with another detector configuration; "
                          "run the calibration stage again first")
     th = replace(PAPER, **frozen["thresholds"])
@@ -248,7 +249,10 @@ def render_markdown(results: list[dict], config: DetectorConfig) -> str:
              "paper thresholds: the same detector with the reference's thresholds (its own scans); drift: flag when "
              "the text tower's relative L2 from its base exceeds a cut fitted on the calibration seeds",
              "- intervals: 95% Clopper-Pearson; F1 per attack counts every negative of the family",
-             f"- detector: steps {config.steps}, restarts {config.restarts} (anchor weights {list(config.gammas)}), "
+             "- detector: each family's restart plan (" + "; ".join(
+                 f"{r['family']}: k {c.k}, {c.steps} steps, modes {'/'.join(c.modes)}"
+                 for r in results for c in [config.resolved(r["family"])]) + "), "
+             f"restarts {config.restarts} (anchor weights {list(config.gammas)}), "
              f"batch {config.batch_size} prompts (at most ~{config.batch_tokens} positions), "
              f"{config.n_train} train / {config.n_test} held-out prompts, landscape grid {config.landscape_grid}",
              f"- compute {seconds / 60:.0f} min in all (zoo training + scans, one thread of a 2-core CPU each)", ""]

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import time
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import torch
 
@@ -43,15 +44,19 @@ from bot.scanning.device import autocast, describe
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Every knob of a scan. Defaults are the ones the benchmark in docs/benchmarks.md ran with."""
+    """Every knob of a scan. The restart plan (k, steps, modes, v_scale, v_max_norm) left at None is the
+    scanned family's (FAMILY_PLANS; `resolved`); set, it overrides the family's."""
 
-    k: int = 1                       # pseudo-tokens inserted after BOS
+    k: int | None = None             # pseudo-tokens per restart
     n_train: int = 1000              # prompts the inversion samples from
     n_test: int = 200                # held-out prompts for the checks
     batch_size: int = 8              # prompts per Adam step, at most...
     batch_tokens: int = 256          # ...and about this many positions: towers that keep all their
                                      # padding (SigLIP: 64) take fewer prompts per step, not 2.5x the time
-    steps: int = 300                 # max Adam steps per restart
+    # max Adam steps per restart: also a statistic. An injected backdoor's direction is a short way from
+    # any start (its pooled restarts pass by step 40 on zoo v2's calibration seeds); heavy benign
+    # fine-tunes let a pooled restart dig a collapse out only after 80-220 steps (docs/detector.md)
+    steps: int | None = None
     restarts: int = 3                # random restarts, run side by side in one batch
     lr: float = 8e-2
     weight_decay: float = 1e-5
@@ -67,11 +72,11 @@ class DetectorConfig:
     # what each restart optimises (cycled; inversion.MODES): "tokens" makes every token's feature
     # alike (the reference's); "pooled" makes the pooled embeddings of all prompts alike, for
     # backdoors that move the pooled embedding alone
-    modes: tuple[str, ...] = ("tokens",)
+    modes: tuple[str, ...] | None = None
     # "unit": v starts as a standard normal vector and Adam steps by lr (the reference's); "token":
     # v starts at the size of the suspect's token embeddings and steps in proportion
-    v_scale: str = "unit"
-    v_max_norm: float | None = None  # bound on each pseudo-token's norm, in multiples of the largest token's
+    v_scale: str | None = None
+    v_max_norm: float | None = None  # bound on each pseudo-token's norm, x the largest token's (inf: none)
     patience: int = 60               # stop a restart when the running loss stalls this long
     # Adaptive restarts: every `check_every` steps each restart's checks are measured on
     # `probe_prompts` prompts kept apart from both the inversion's and the held-out ones. From
@@ -96,6 +101,22 @@ class DetectorConfig:
     target_captions: int = 5
     mixed_precision: bool = True     # bf16 autocast on CUDA (never on CPU); the landscape is fp32 regardless
     show_progress: bool = True
+
+    def resolved(self, family: str) -> "DetectorConfig":
+        """This configuration with every restart-plan knob left at None taken from `family`'s plan."""
+        plan = FAMILY_PLANS.get(family, FIRST_ZOO_PLAN)
+        return replace(self, **{name: value for name, value in plan.items() if getattr(self, name) is None})
+
+
+# The restart plans the families ship with. CLIP's was chosen on zoo v2's calibration seeds only
+# (docs/detector.md, "Zoo v2: CLIP's restart plan"): four pseudo-tokens at the size of real tokens, one
+# token restart at anchor weight 0.1 and two restarts on the pooled embedding at 1.0, 60 steps. LongCLIP
+# and SigLIP keep the first zoo's plan until their zoo-v2 calibration seeds are built and scanned.
+FIRST_ZOO_PLAN: dict[str, Any] = {"k": 1, "steps": 300, "modes": ("tokens",), "v_scale": "unit",
+                                  "v_max_norm": math.inf}
+FAMILY_PLANS: dict[str, dict[str, Any]] = {
+    "clip": {"k": 4, "steps": 60, "modes": ("tokens", "pooled", "pooled"), "v_scale": "token", "v_max_norm": 1.0},
+}
 
 
 def _rounded(values: torch.Tensor) -> list[float]:
@@ -159,10 +180,14 @@ class Amdet:
         self.thresholds = thresholds
 
     def scan(self, suspect: TextEncoder, anchor: TextEncoder | None, *, model: str | None = None,
-             revision: str | None = None, anchor_name: str | None = None) -> ScanRecord:
-        cfg = self.config
-        calibration = calibration_for(suspect.family) if self.thresholds is None else Calibration(
-            thresholds=self.thresholds, source="thresholds given by the caller")
+             revision: str | None = None, anchor_name: str | None = None,
+             calibration: Calibration | None = None) -> ScanRecord:
+        """`calibration`: the thresholds to decide by, fitted on the anchor's own variants (`clip-audit
+        calibrate`); None: the thresholds given to the detector, else the family's shipped calibration."""
+        cfg = self.config.resolved(suspect.family)
+        if calibration is None:
+            calibration = calibration_for(suspect.family) if self.thresholds is None else Calibration(
+                thresholds=self.thresholds, source="thresholds given by the caller")
         th = calibration.thresholds
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -232,7 +257,7 @@ class Amdet:
             runs = invert(objective, train, gammas=gammas, steps=cfg.steps, batch_size=self.step_batch(train.length),
                           lr=cfg.lr, weight_decay=cfg.weight_decay, generator=generator, patience=cfg.patience,
                           check_every=cfg.check_every, checkpoint=checkpoint, progress=bar, positions=positions,
-                          modes=modes, **self._v_bounds(suspect))
+                          modes=modes, **self._v_bounds(suspect, cfg))
         timings["inversion"] = time.perf_counter() - t0 - spent["checks"]
 
         for r, run in enumerate(runs):
@@ -281,14 +306,14 @@ class Amdet:
             candidates=candidates, calibration=calibration.describe(),
         )
 
-    def _v_bounds(self, suspect: TextEncoder) -> dict[str, float | None]:
-        """invert()'s scale and max_norm from the configuration and the suspect's token embeddings."""
-        cfg = self.config
+    @staticmethod
+    def _v_bounds(suspect: TextEncoder, cfg: DetectorConfig) -> dict[str, float | None]:
+        """invert()'s scale and max_norm from the (resolved) configuration and the suspect's token embeddings."""
         if cfg.v_scale not in ("unit", "token"):
             raise ValueError(f"unknown v_scale {cfg.v_scale!r}")
         norms = suspect.token_embeddings.detach().float().norm(dim=-1)
         scale = 1.0 if cfg.v_scale == "unit" else float(norms.median()) / suspect.hidden_size ** 0.5
-        max_norm = None if cfg.v_max_norm is None else cfg.v_max_norm * float(norms.max())
+        max_norm = None if cfg.v_max_norm in (None, math.inf) else cfg.v_max_norm * float(norms.max())
         return {"scale": scale, "max_norm": max_norm}
 
     def step_batch(self, length: int) -> int:
@@ -301,7 +326,7 @@ class Amdet:
         from bot.detect.features import insert, insertion_points
 
         batch = test.select(torch.arange(min(32, test.x_suspect.shape[0]), device=encoder.device))
-        length = min(encoder.max_length, batch.length + self.config.k)
+        length = min(encoder.max_length, batch.length + v.shape[0])  # v: [k, d]
         at = insertion_points(batch, position, has_bos=encoder.has_bos)
         x = insert(batch.x_suspect, v, has_bos=encoder.has_bos, max_length=length, at=at)
         where = (1 if encoder.has_bos else 0) if at is None else at

@@ -115,22 +115,21 @@ def landscape_check(positive_ratio: float, th: Thresholds) -> CheckResult:
     return CheckResult(
         name="landscape", score=positive_ratio, threshold=th.landscape_positive_ratio,
         passed=positive_ratio > th.landscape_positive_ratio,
-        description="share of positive Hessian eigenvalues around the inverted pseudo-token "
-                    "(a smooth convex bowl means an injected backdoor, mixed curvature a natural one)")
+        description="share of positive Hessian eigenvalues around the inverted pseudo-token (the reference "
+                    "reads a smooth convex bowl as injected, mixed curvature as natural; evidence only here)")
 
 
 def decide(checks: list[CheckResult], *, has_anchor: bool) -> Verdict:
-    """backdoor: every feature check and the landscape pass; natural-only: the feature checks
-    pass but the landscape says natural; clean: a feature check fails; inconclusive: no anchor."""
+    """backdoor: every feature check passes; clean: one fails; inconclusive: no anchor.
+
+    The landscape check is evidence in the report, never part of the verdict (docs/detector.md, "The
+    landscape filter, demoted"): on zoo v2's calibration seeds it turned real attacks into natural-only
+    and a clean base with a natural trigger, scanned against a stranger anchor, still passed it. Stored
+    records that say natural-only came from earlier versions."""
     if not has_anchor:
         return Verdict.INCONCLUSIVE
     features = [c for c in checks if c.name != "landscape"]
-    landscape = [c for c in checks if c.name == "landscape"]
-    if not all(c.passed for c in features):
-        return Verdict.CLEAN
-    if landscape and not landscape[0].passed:
-        return Verdict.NATURAL_ONLY
-    return Verdict.BACKDOOR
+    return Verdict.BACKDOOR if all(c.passed for c in features) else Verdict.CLEAN
 
 
 _SEVERITY = {Verdict.CLEAN: 0, Verdict.INCONCLUSIVE: 0, Verdict.NATURAL_ONLY: 1, Verdict.BACKDOOR: 2}
