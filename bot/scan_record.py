@@ -94,7 +94,8 @@ class Candidate:
         return cls(gamma=data["gamma"], steps=data["steps"], verdict=Verdict(data["verdict"]),
                    checks=[CheckResult(**c) for c in data["checks"]], assimilation=list(data["assimilation"]),
                    target_agreement=list(data["target_agreement"]), anchor_agreement=list(data["anchor_agreement"]),
-                   landscape_positive_ratio=data.get("landscape_positive_ratio"), stop=data.get("stop", ""))
+                   landscape_positive_ratio=data.get("landscape_positive_ratio"), stop=data.get("stop", ""),
+                   position=data.get("position", "start"), mode=data.get("mode", "tokens"))
 
 
 @dataclass(frozen=True)

@@ -39,37 +39,8 @@ def sibling(path: str, entry: FileEntry, *, blobs: bool) -> dict[str, Any]:
     return item
 
 
-def model_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "_id": repo.object_id,
-        "id": repo.repo_id,
-        "modelId": repo.repo_id,
-        "author": repo.owner,
-        "sha": commit.sha,
-        "lastModified": commit.date,
-        "createdAt": repo.created_at,
-        "private": repo.private,
-        "gated": repo.gated,
-        "disabled": False,
-        "downloads": repo.downloads,
-        "downloadsAllTime": repo.downloads,
-        "likes": repo.likes,
-        "trendingScore": 0,
-        "tags": computed_tags(repo, commit),
-        "library_name": effective_library_name(repo, commit),
-        "pipeline_tag": effective_pipeline_tag(repo, commit),
-        "cardData": commit.card_data,
-        "config": commit.config,
-        "safetensors": commit.safetensors,
-        "siblings": [sibling(path, entry, blobs=blobs) for path, entry in sorted(commit.files.items())],
-        "spaces": [],
-        "usedStorage": sum(entry.size for entry in commit.files.values()),
-    }
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def dataset_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[str, Any]:
-    """What /api/datasets/{id} returns: the fields a dataset shares with a model (no library, task or config)."""
+def _repo_fields(repo: Repo, commit: Commit, *, blobs: bool) -> dict[str, Any]:
+    """The fields every repo type's info route shares."""
     return {
         "_id": repo.object_id,
         "id": repo.repo_id,
@@ -82,10 +53,31 @@ def dataset_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[s
         "disabled": False,
         "downloads": repo.downloads,
         "likes": repo.likes,
-        "tags": list(repo.tags),
         "siblings": [sibling(path, entry, blobs=blobs) for path, entry in sorted(commit.files.items())],
         "usedStorage": sum(entry.size for entry in commit.files.values()),
     }
+
+
+def model_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        **_repo_fields(repo, commit, blobs=blobs),
+        "modelId": repo.repo_id,
+        "downloadsAllTime": repo.downloads,
+        "trendingScore": 0,
+        "tags": computed_tags(repo, commit),
+        "library_name": effective_library_name(repo, commit),
+        "pipeline_tag": effective_pipeline_tag(repo, commit),
+        "cardData": commit.card_data,
+        "config": commit.config,
+        "safetensors": commit.safetensors,
+        "spaces": [],
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def dataset_fields(repo: Repo, commit: Commit, *, blobs: bool = False) -> dict[str, Any]:
+    """What /api/datasets/{id} returns: the fields a dataset shares with a model (no library, task or config)."""
+    return {**_repo_fields(repo, commit, blobs=blobs), "tags": list(repo.tags)}
 
 
 def parse_expand(values: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from hub_fixtures import start_hub
 from zoo_plan import family_recipes
 
@@ -35,13 +36,7 @@ RUN = ["--kinds", "text-on-text", "--per-kind", "1", "--benign", "1", "--steps",
        "--scan-steps", "40", "--scan-prompts", "32", "--landscape-grid", "5", "--device", "cpu", "--quiet"]
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_run = run_cli
 
 
 def _captions_file() -> bytes:

@@ -7,18 +7,12 @@ import struct
 
 import pytest
 import torch
+from cli_run import run_cli
 
 from bot.cli import main
 from bot.errors import EXIT_ERROR, EXIT_NOTHING_SCANNABLE, EXIT_USAGE
 
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_run = run_cli
 
 
 def test_no_command_is_a_usage_error(capsys):

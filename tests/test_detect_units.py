@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -272,3 +274,39 @@ def test_report_rows_put_the_method_beside_both_baselines_on_the_same_models():
     assert rows["text-on-text"]["method"]["tp"] + rows["text-on-text"]["method"]["fn"] == 0
     low, high = rows["all"]["method"]["intervals"]["recall"]
     assert 0.15 < low < 0.2 and high == 1.0
+
+
+def test_restart_plan_comes_from_the_family_unless_a_knob_is_set():
+    import math
+
+    from bot.detect.amdet import FAMILY_PLANS, FIRST_ZOO_PLAN, Amdet, DetectorConfig
+
+    clip = DetectorConfig().resolved("clip")
+    assert (clip.k, clip.steps, clip.modes, clip.v_scale, clip.v_max_norm) == tuple(
+        FAMILY_PLANS["clip"][name] for name in ("k", "steps", "modes", "v_scale", "v_max_norm"))
+    siglip = DetectorConfig().resolved("siglip")
+    assert (siglip.k, siglip.steps, siglip.modes, siglip.v_max_norm) == (1, 300, ("tokens",), math.inf)
+    assert siglip.v_scale == FIRST_ZOO_PLAN["v_scale"]
+    # a knob that is set wins over the family's plan; the others still come from it
+    mine = DetectorConfig(steps=40, modes=("tokens",)).resolved("clip")
+    assert (mine.steps, mine.modes, mine.k) == (40, ("tokens",), FAMILY_PLANS["clip"]["k"])
+
+    class Embeddings:  # what _v_bounds reads of a suspect
+        hidden_size = 4
+        token_embeddings = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+
+    assert Amdet._v_bounds(Embeddings(), siglip) == {"scale": 1.0, "max_norm": None}  # inf: unbounded
+    bounds = Amdet._v_bounds(Embeddings(), clip)
+    assert bounds["max_norm"] == pytest.approx(5.0 * FAMILY_PLANS["clip"]["v_max_norm"])
+    assert bounds["scale"] == pytest.approx(1.0 / 2.0)  # torch's median of the norms (5, 1) is the lower, / sqrt(d)
+
+
+def test_a_stored_restart_keeps_where_it_inserted_and_what_it_optimised():
+    # calibration re-decides stored records: a pooled restart read back as a token one would be judged
+    # with the assimilation check it was never meant to pass
+    from bot.scan_record import Candidate
+
+    candidate = Candidate(gamma=1.0, steps=20, verdict=Verdict.CLEAN, checks=[], assimilation=[0.1],
+                          target_agreement=[0.9], anchor_agreement=[0.2], landscape_positive_ratio=None,
+                          stop="cannot-pass", position="end", mode="pooled")
+    assert Candidate.from_dict(json.loads(json.dumps(candidate.to_dict()))) == candidate
