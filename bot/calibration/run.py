@@ -180,10 +180,12 @@ def _source(base: BaseUnderCalibration, corpus: CaptionCorpus, variants: tuple[V
     backdoored = [v for v in variants if v.backdoored]
     benign = [v for v in variants if not v.backdoored and v.kind != "base"]
     kinds = ", ".join(dict.fromkeys(v.kind for v in backdoored))
-    shipped = DetectorConfig()
-    changed = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
+    # compared as the scans ran them: a knob set to its family plan's value is the shipped setting
+    family = base.encoder.family
+    ran, shipped = config.resolved(family), DetectorConfig().resolved(family)
+    changed = [f"{f.name}={getattr(ran, f.name)}" for f in dataclasses.fields(ran)
                if f.name not in ("always_landscape", "show_progress")
-               and getattr(config, f.name) != getattr(shipped, f.name)]
+               and getattr(ran, f.name) != getattr(shipped, f.name)]
     budget = f"; detector settings not the shipped ones: {', '.join(changed)}" if changed else ""
     return (f"calibrated on {base.anchor_id}@{base.sha[:12]}: {_plural(len(backdoored), 'backdoored variant')} "
             f"({kinds}), {_plural(len(benign), 'benign text-only fine-tune')} and the base itself; captions: "
