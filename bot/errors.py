@@ -1,7 +1,9 @@
 """Every exception clip-audit raises, and the exit code each one maps to.
 
-Exit codes (documented in README):
-  0 clean, 1 backdoor found, 2 error, 3 nothing scannable, 4 usage.
+Exit codes, the same for every command (README, "Exit codes"):
+  0 success (`scan`: clean), 1 backdoor found (`scan` only), 2 error (`scan`: also inconclusive),
+  3 nothing scannable, 4 usage (a wrong flag or setting; a path, Hub repo, revision or state database that is
+  not there), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ EXIT_BACKDOOR = 1
 EXIT_ERROR = 2
 EXIT_NOTHING_SCANNABLE = 3
 EXIT_USAGE = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 # The scanning child exits with an error's code plus this, so that its failures never read as verdicts.
 CHILD_FAILURE_OFFSET = 10
 # The scanning child's exit code when it ran out of the memory it may use (Settings.scan_memory_bytes).
@@ -140,6 +143,11 @@ class SkipReason(str, enum.Enum):
     OVERSIZED = "oversized"
     OPTED_OUT = "opted-out"
 
+    @property
+    def unreachable(self) -> bool:
+        """The repo or commit cannot be read (gone, private, gated): this says nothing about its files."""
+        return self in (SkipReason.PRIVATE, SkipReason.GATED, SkipReason.NOT_FOUND, SkipReason.REVISION_GONE)
+
 
 class SkipRepo(ClipAuditError):
     """A repo is not scanned, for a recorded reason (gated, private, pickle-only, oversized)."""
@@ -155,6 +163,17 @@ class SkipRepo(ClipAuditError):
     def reason(self) -> str:
         """The code and the detail, as shown to people ("oversized: the files total 3 GiB ...")."""
         return str(self)
+
+    def for_named_repo(self, what: str, *, hint: str = "") -> ClipAuditError:
+        """This skip as the error of a command a person named the repo in (`clip-audit scan owner/name`,
+        `anchors add`): a repo or commit that cannot be read is a usage error, as a missing path is (`hint` says
+        what may help, e.g. a token); corrupt weights an error, as in a local folder; the rest nothing
+        scannable. `what` names the repo for the message."""
+        if self.code.unreachable:
+            return UsageError(f"cannot read {what}: {self.detail}{hint}")
+        if self.code is SkipReason.CORRUPT:
+            return CorruptCheckpointError(f"{what}: {self.detail}")
+        return self
 
 
 class StoreError(ClipAuditError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.errors import ClipAuditError
 from bot.hub.client import HubClient
@@ -16,6 +17,9 @@ from bot.publish.poster import Publisher
 from bot.settings import Settings
 from bot.state.store import Store
 
+if TYPE_CHECKING:
+    from bot.distributed.enqueue import CeleryQueue
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,6 +30,9 @@ class Bot:
     api: HubClient
     publisher: Publisher
     dispatcher: MentionDispatcher
+    # queue_backend "celery": where queued jobs are sent (the watcher's and the mentions'); None: nowhere, the
+    # built-in worker takes them from the store.
+    queue: CeleryQueue | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Bot":
@@ -35,8 +42,14 @@ class Bot:
         publisher = Publisher(api, store, bot_name=settings.bot_name, dry_run=settings.dry_run,
                               outbox_dir=settings.outbox_dir, post_clean_results=settings.post_clean_results,
                               report_base_url=settings.report_base_url)
-        dispatcher = MentionDispatcher(api, store, publisher, bot_name=settings.bot_name)
-        return cls(settings=settings, store=store, api=api, publisher=publisher, dispatcher=dispatcher)
+        queue = None
+        if settings.queue_backend == "celery":
+            from bot.distributed.enqueue import CeleryQueue
+
+            queue = CeleryQueue(settings)
+        dispatcher = MentionDispatcher(api, store, publisher, bot_name=settings.bot_name,
+                                       submit=queue.submit if queue else None)  # fmt: skip
+        return cls(settings=settings, store=store, api=api, publisher=publisher, dispatcher=dispatcher, queue=queue)
 
     def handler(self) -> JobHandler:
         return JobHandler(store=self.store, api=self.api, settings=self.settings, publisher=self.publisher)
@@ -49,7 +62,7 @@ class Bot:
     def watcher(self):
         from bot.hub.watcher import Watcher
 
-        return Watcher(self.store, self.api, self.settings)
+        return Watcher(self.store, self.api, self.settings, submit=self.queue.submit if self.queue else None)
 
     def mention_processor(self) -> MentionProcessor:
         """Handles the stored mentions (`serve` runs one on a thread; `watch` drains due ones on its loop)."""
@@ -82,8 +95,23 @@ class Bot:
             except ClipAuditError as error:
                 logger.warning("stored mentions could not be handled now: %s", error)
 
-        self.watcher().run_forever(stop, also=((self.settings.mention_poll_seconds, poll_mentions),
-                                               (self.settings.worker_idle_seconds, handle_due_mentions)))
+        also = [(self.settings.mention_poll_seconds, poll_mentions),
+                (self.settings.worker_idle_seconds, handle_due_mentions)]
+        if self.queue is not None:
+            queue = self.queue
+
+            def resubmit(waiting_longer_than: float | None) -> None:
+                try:
+                    queue.resubmit(self.store, waiting_longer_than=waiting_longer_than)
+                except ClipAuditError as error:
+                    logger.warning("queued jobs could not be sent to the broker again now: %s", error)
+
+            # Jobs the broker may not hold (it was down when they were queued, or restarted and lost them): all
+            # of them now, then those left waiting past the visibility timeout. A duplicate task is a no-op.
+            resubmit(None)
+            also.append((self.settings.poll_interval_seconds,
+                         lambda: resubmit(self.settings.broker_visibility_seconds)))
+        self.watcher().run_forever(stop, also=also)
 
     def bot_user_id(self) -> str | None:
         try:

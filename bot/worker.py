@@ -45,8 +45,9 @@ class _ColdShutdown(BaseException):
     """Raised inside the handler by the second shutdown signal (BaseException: handlers must not catch it)."""
 
 
-class _Heartbeat:
-    """One thread per worker that renews the lease of whichever job is running."""
+class Heartbeat:
+    """One thread per worker that renews the lease of whichever job is running (`watch(job_id)`; None: none).
+    The built-in loop's, and each Celery worker process's (bot/distributed/tasks.py)."""
 
     def __init__(self, store: Store, *, worker_id: str, lease_seconds: float, clock: Callable[[], float]) -> None:
         self._store = store
@@ -120,8 +121,8 @@ class Worker:
     def work(self, *, burst: bool = False) -> int:
         """Runs jobs until a shutdown signal (or, with burst, until no job is ready). Returns jobs processed."""
         previous = self._install_signal_handlers()
-        heartbeat = _Heartbeat(self.store, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds,
-                               clock=self.clock)  # fmt: skip
+        heartbeat = Heartbeat(self.store, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds,
+                              clock=self.clock)  # fmt: skip
         heartbeat.start()
         processed = 0
         logger.info("worker %s started%s", self.worker_id, " (burst)" if burst else "")
@@ -135,7 +136,7 @@ class Worker:
                     continue
                 heartbeat.watch(job.id)
                 try:
-                    self._perform(job)
+                    self.perform(job)
                 except _ColdShutdown:
                     self.store.release(job.id, worker_id=self.worker_id, now=self.clock())
                     logger.warning("cold shutdown: job %d (%s@%s) given back to the queue", job.id, job.repo_id,
@@ -162,7 +163,10 @@ class Worker:
             logger.error("cannot lease a job: %s", exc)
             return None
 
-    def _perform(self, job: Job) -> None:
+    def perform(self, job: Job) -> None:
+        """Runs one job this worker holds the lease of and records its outcome: done, skipped, queued again for
+        a retry, or failed for good. The one way a job is run: by the loop above, and by a Celery delivery
+        (bot/distributed/tasks.py)."""
         logger.info("job %d: %s@%s (%s, attempt %d)", job.id, job.repo_id, job.sha[:8], job.reason, job.attempts)
         error: Exception | None = None
         self._in_handler = True

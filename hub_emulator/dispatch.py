@@ -1,4 +1,7 @@
-"""From a parsed Request to a Response: admin gate, injected faults, authentication, routing, error mapping."""
+"""From a parsed Request to a Response: admin gate, authentication, routing, error mapping.
+
+Injected faults are the server's business (server.py): some of them act on the connection, not the answer.
+"""
 
 from __future__ import annotations
 
@@ -54,16 +57,29 @@ def _route(routes: list[Route], state: EmulatorState, request: Request) -> Respo
     raise api_errors.not_found(f"Sorry, we can't find the page you are looking for: {request.raw_path}")
 
 
+def is_admin_path(segments: list[str]) -> bool:
+    return segments[:1] == ["_emulator"]
+
+
+def check_admin(headers: dict[str, str], admin_token: str | None) -> None:
+    """Raises 403 unless the request carries the admin token (lower-case header names). No token configured
+    refuses everyone: the admin routes bypass every permission, so they are never open."""
+    supplied = headers.get(ADMIN_TOKEN_HEADER, "")
+    if admin_token is None or not hmac.compare_digest(supplied.encode(), admin_token.encode()):
+        raise api_errors.forbidden("admin token missing or wrong")
+
+
+def accepts_upload(method: str, segments: list[str]) -> bool:
+    """Whether the route this request goes to takes file contents in its body (the larger body cap)."""
+    routes = ADMIN_ROUTES if is_admin_path(segments) else HUB_ROUTES
+    return any(r.uploads and method in r.methods and r.match(segments) is not None for r in routes)
+
+
 def dispatch(state: EmulatorState, request: Request, *, admin_token: str | None) -> Response:
     try:
-        if request.segments[:1] == ["_emulator"]:
-            supplied = request.headers.get(ADMIN_TOKEN_HEADER, "")
-            if admin_token is not None and not hmac.compare_digest(supplied.encode(), admin_token.encode()):
-                raise api_errors.forbidden("admin token missing or wrong")
+        if is_admin_path(request.segments):
+            check_admin(request.headers, admin_token)
             return _route(ADMIN_ROUTES, state, request)
-        fault = state.faults.take(request.method, request.raw_path)
-        if fault is not None:
-            raise fault
         request.token = bearer_token(request.headers)
         if request.token is not None:
             request.user = state.user_for_token(request.token)

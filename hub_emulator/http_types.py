@@ -83,6 +83,7 @@ class Route:
     methods: tuple[str, ...]
     pattern: tuple[str, ...]  # literals, ":name" for one segment, "*name" for the rest of the path
     handler: Handler
+    uploads: bool = False  # its body carries file contents: read up to the upload cap (limits.py), not the JSON one
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         params: dict[str, str] = {}
@@ -102,9 +103,9 @@ class Route:
         return params if len(segments) == len(self.pattern) else None
 
 
-def route(methods: str, path: str, handler: Handler) -> Route:
+def route(methods: str, path: str, handler: Handler, *, uploads: bool = False) -> Route:
     """route("GET HEAD", "/api/models/:owner/:name", handler)."""
-    return Route(tuple(methods.split()), tuple(path.strip("/").split("/")), handler)
+    return Route(tuple(methods.split()), tuple(path.strip("/").split("/")), handler, uploads)
 
 
 def split_path(raw_path: str) -> list[str]:

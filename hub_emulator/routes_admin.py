@@ -1,7 +1,9 @@
 """Admin routes under /_emulator/ for tests and demos: seed repos, push revisions, act as any user, inject faults.
 
-These bypass Hub permissions on purpose. When the server has an admin token, every call must carry it in
-X-Emulator-Admin-Token.
+These bypass Hub permissions on purpose, so every call must carry the server's admin token in
+X-Emulator-Admin-Token (the server always has one: EmulatorConfig.admin_token, or a generated one written to
+<data_dir>/admin-token). Faults: POST /_emulator/faults takes the spec faults.fault_from_spec reads, GET lists
+them with how often each fired, DELETE disarms them all.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import api_errors
-from .faults import Fault
+from .faults import fault_from_spec
 from .http_types import Request, Response, Route, json_response, route
 from .seed import RepoSeed, file_sources_from_json, seed_repo
 from .state import EmulatorState
@@ -119,23 +121,15 @@ def add_token(state: EmulatorState, request: Request, params: dict[str, str]) ->
 
 
 def add_fault(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
-    payload = request.json_object()
-    status, count = payload.get("status"), payload.get("count", 1)
-    retry_after = payload.get("retry_after")
-    if not isinstance(status, int) or not 400 <= status <= 599 or not isinstance(count, int) or count < 1:
-        raise api_errors.bad_request("status must be a 4xx/5xx integer and count a positive integer")
-    if retry_after is not None and not isinstance(retry_after, int):
-        raise api_errors.bad_request("retry_after must be an integer number of seconds")
-    fault = Fault(
-        path_prefix=_string(payload, "path_prefix", default="/api/"),
-        status=status,
-        remaining=count,
-        method=payload.get("method"),
-        retry_after_s=retry_after,
-        message=_string(payload, "message", default="Injected failure"),
-    )
-    state.faults.add(fault)
-    return json_response({"ok": True}, status=201)
+    try:
+        fault = fault_from_spec(request.json_object())
+    except ValueError as exc:
+        raise api_errors.bad_request(f"invalid fault: {exc}") from None
+    return json_response({"ok": True, "id": state.faults.add(fault)}, status=201)
+
+
+def list_faults(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
+    return json_response(state.faults.listing())
 
 
 def clear_faults(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
@@ -151,16 +145,30 @@ def webhook_log(state: EmulatorState, request: Request, params: dict[str, str]) 
     return json_response({"configured": True, "deliveries": state.webhooks.log()})
 
 
+def webhook_deliveries(state: EmulatorState, request: Request, params: dict[str, str]) -> Response:
+    """Each delivery (event) with its attempts and outcome; ?flush=1 first waits for pending ones (bounded)."""
+    if state.webhooks is None:
+        return json_response({"configured": False, "deliveries": [], "counts": {}})
+    settled = state.webhooks.flush() if request.flag("flush") else None
+    deliveries = state.webhooks.deliveries()
+    counts = {outcome: 0 for outcome in ("delivered", "pending", "failed")}
+    for delivery in deliveries:
+        counts[delivery["outcome"]] += 1
+    return json_response({"configured": True, "settled": settled, "counts": counts, "deliveries": deliveries})
+
+
 ROUTES: list[Route] = [
     route("GET", "/_emulator/health", health),
-    route("POST", "/_emulator/repos", create_repo),
-    route("POST", "/_emulator/repos/:owner/:name/commit", push_revision),
+    route("POST", "/_emulator/repos", create_repo, uploads=True),
+    route("POST", "/_emulator/repos/:owner/:name/commit", push_revision, uploads=True),
     route("POST", "/_emulator/repos/:owner/:name/settings", update_settings),
     route("POST", "/_emulator/repos/:owner/:name/discussions", create_discussion),
     route("POST", "/_emulator/repos/:owner/:name/discussions/:num/comments", add_comment),
     route("POST", "/_emulator/repos/:owner/:name/discussions/:num/status", change_status),
     route("POST", "/_emulator/tokens", add_token),
     route("POST", "/_emulator/faults", add_fault),
+    route("GET", "/_emulator/faults", list_faults),
     route("DELETE", "/_emulator/faults", clear_faults),
     route("GET", "/_emulator/webhook-log", webhook_log),
+    route("GET", "/_emulator/webhook-deliveries", webhook_deliveries),
 ]

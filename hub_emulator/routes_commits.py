@@ -127,5 +127,5 @@ def commit(state: EmulatorState, request: Request, params: dict[str, str]) -> Re
 
 ROUTES: list[Route] = [
     route("POST", "/api/models/:owner/:name/preupload/:rev", preupload),
-    route("POST", "/api/models/:owner/:name/commit/:rev", commit),
+    route("POST", "/api/models/:owner/:name/commit/:rev", commit, uploads=True),
 ]

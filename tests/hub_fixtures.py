@@ -30,14 +30,37 @@ TOKENS = {
     "mallory-token": "mallory",
 }
 
+# The emulator's admin routes always need a token; the standard emulator gets this one, sent in ADMIN_HEADERS.
+ADMIN_TOKEN = "admin-token"
+ADMIN_HEADERS = {"X-Emulator-Admin-Token": ADMIN_TOKEN}
+
 CLIP_CONFIG = json.dumps({"model_type": "clip", "architectures": ["CLIPModel"]}).encode()
 VOCAB = json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a": 2}).encode()
 MERGES = b"#version: 0.2\n"
 
 
+def isolate_client(tmp_path: Path, monkeypatch) -> None:
+    """A test's own HF_HOME, no token from the environment, and a cwd without a clip-audit.toml
+    (load_settings reads ./clip-audit.toml when there is one)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start_hub(data_dir: Path, **overrides: object) -> EmulatorHandle:
-    """The one place that builds the standard emulator: TOKENS, plus any EmulatorConfig overrides. Call .stop()."""
-    return start_in_thread(EmulatorConfig(data_dir=data_dir, tokens=TOKENS, **overrides))  # type: ignore[arg-type]
+    """The one place that builds the standard emulator: TOKENS and ADMIN_TOKEN, plus any EmulatorConfig overrides
+    (admin_token=None: the emulator generates one, handle.admin_token). Call .stop()."""
+    options = {"tokens": TOKENS, "admin_token": ADMIN_TOKEN, **overrides}
+    return start_in_thread(EmulatorConfig(data_dir=data_dir, **options))  # type: ignore[arg-type]
 
 
 def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], *, fill: float = 0.0) -> Path:

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from hub_fixtures import start_hub  # noqa: E402
+from hub_fixtures import ADMIN_HEADERS, start_hub  # noqa: E402
 from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download  # noqa: E402
 from huggingface_hub.errors import (  # noqa: E402
     EntryNotFoundError,
@@ -69,7 +69,8 @@ def _safetensors(path: Path, *, metadata: dict[str, str] | None = None, fill: fl
 def _raw(
     hub: EmulatorHandle, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(hub.url + path, data=body, method=method, headers=headers or {})
+    headers = {**(ADMIN_HEADERS if path.startswith("/_emulator/") else {}), **(headers or {})}
+    request = urllib.request.Request(hub.url + path, data=body, method=method, headers=headers)
     try:
         with _NO_PROXY.open(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
@@ -426,15 +427,28 @@ def test_create_repo_and_upload_through_the_client(hub: EmulatorHandle) -> None:
 
 
 class _Receiver:
-    def __init__(self) -> None:
+    """A webhook endpoint. `answers`: what it does with each delivery of scope `scope` in turn (a status code,
+    "drop" to close the connection without answering, or ("sleep", seconds, status)); 204 to everything else."""
+
+    def __init__(self, answers: list[Any] | None = None, scope: str = "repo") -> None:
         self.deliveries: queue.Queue[tuple[dict[str, str], dict[str, Any]]] = queue.Queue()
         received = self.deliveries
+        pending = list(answers or [])
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.put((dict(self.headers), json.loads(body)))
-                self.send_response(204)
+                payload = json.loads(body)
+                received.put((dict(self.headers), payload))
+                answer = pending.pop(0) if pending and payload["event"]["scope"] == scope else 204
+                if answer == "drop":
+                    self.close_connection = True
+                    return
+                if isinstance(answer, tuple):
+                    _, seconds, answer = answer
+                    time.sleep(seconds)
+                self.send_response(answer)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -579,10 +593,220 @@ def test_seed_file_is_applied_at_start(tmp_path: Path) -> None:
 def test_admin_token_guards_admin_routes(tmp_path: Path) -> None:
     handle = _start(tmp_path / "data", admin_token="adm")
     try:
-        assert _raw(handle, "GET", "/_emulator/health")[0] == 403
+        assert _raw(handle, "GET", "/_emulator/health")[0] == 403  # _raw sends the standard token: not this one
         assert _raw(handle, "GET", "/_emulator/health", headers={"X-Emulator-Admin-Token": "adm"})[0] == 200
     finally:
         handle.stop()
+
+
+def test_admin_token_is_generated_when_none_is_given(tmp_path: Path) -> None:
+    handle = _start(tmp_path / "data", admin_token=None)
+    try:
+        token_file = tmp_path / "data" / "admin-token"
+        token = token_file.read_text().strip()
+        assert token == handle.admin_token and len(token) >= 24
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        for headers in ({}, {"X-Emulator-Admin-Token": ""}, {"X-Emulator-Admin-Token": token[:-1]}):
+            status, _, _ = _raw(handle, "POST", "/_emulator/faults", body=b'{"status": 503}', headers=headers)
+            assert status == 403
+        assert _api(handle).list_models() is not None  # only the admin routes are guarded
+        assert _raw(handle, "GET", "/_emulator/health", headers={"X-Emulator-Admin-Token": token})[0] == 200
+        assert token not in repr(handle.server.config)
+    finally:
+        handle.stop()
+
+
+# -- request bodies: capped while they are read ---------------------------------------------------------------
+
+
+def _send_raw(hub: EmulatorHandle, head: str, body_parts: Iterator[bytes]) -> tuple[int | None, int]:
+    """Writes a request by hand; returns (the status answered, or None if none came; bytes of body written)."""
+    import socket
+
+    host, port = hub.server.server_address[:2]
+    written = 0
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        try:
+            for part in body_parts:
+                sock.sendall(part)
+                written += len(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading: what matters is what it answered
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            return None, written
+    match = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer)
+    return (int(match.group(1)) if match else None), written
+
+
+def test_bodies_over_their_cap_are_refused_with_413_before_being_read(tmp_path: Path) -> None:
+    handle = _start(tmp_path / "data", max_json_bytes=1024, max_upload_bytes=64 * 1024)
+    try:
+        handle.state.create_repo("acme/clip")
+        num = handle.state.create_discussion("acme/clip", author="eve", title="Is it safe?")
+        comment_path = f"/api/models/acme/clip/discussions/{num}/comment"
+        auth = {"Authorization": "Bearer eve-token", "Content-Type": "application/json"}
+
+        big = json.dumps({"comment": "x" * 2000}).encode()
+        assert _raw(handle, "POST", comment_path, body=big, headers=auth)[0] == 413
+        assert _raw(handle, "POST", comment_path, body=json.dumps({"comment": "hi"}).encode(), headers=auth)[0] == 200
+
+        # A declared length past the cap is answered at once: the 4 GiB never has to be sent.
+        head = (f"POST {comment_path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer eve-token\r\n"
+                f"Content-Length: {4 * 1024**3}\r\n\r\n")
+        assert _send_raw(handle, head, iter(()))[0] == 413
+
+        # A chunked body declares no length: it is counted as it arrives, and reading stops past the cap.
+        def chunks() -> Iterator[bytes]:
+            for _ in range(4096):  # 16 MiB offered in 4 KiB chunks
+                yield b"1000\r\n" + b"x" * 4096 + b"\r\n"
+
+        head = (f"POST {comment_path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer eve-token\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n")
+        status, written = _send_raw(handle, head, chunks())
+        assert status in (413, None) and written < 4 * 1024**2  # the server stopped reading near its 1 KiB cap
+        assert _send_raw(handle, head, iter([b"zz-not-hex\r\n"]))[0] == 400
+
+        # Upload routes take more than a JSON document, up to their own cap.
+        def seed(repo_id: str, size: int) -> int:
+            spec = {"repo_id": repo_id, "files": {"w.bin": {"base64": base64.b64encode(b"\1" * size).decode()}}}
+            return _raw(handle, "POST", "/_emulator/repos", body=json.dumps(spec).encode())[0]
+
+        assert seed("acme/up", 20_000) == 201
+        assert seed("acme/up2", 60_000) == 413
+        assert not handle.state.has_repo("acme/up2")
+        # An admin request without the token is refused before its body is read, whatever its size.
+        head = f"POST /_emulator/repos HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * 1024**3}\r\n\r\n"
+        assert _send_raw(handle, head, iter(()))[0] == 403
+    finally:
+        handle.stop()
+
+
+# -- injected faults ----------------------------------------------------------------------------------------
+
+
+def _fault(hub: EmulatorHandle, **spec: Any) -> int:
+    status, _, body = _raw(hub, "POST", "/_emulator/faults", body=json.dumps(spec).encode())
+    assert status == 201, body
+    return json.loads(body)["id"]
+
+
+def _fired(hub: EmulatorHandle, fault_id: int) -> int:
+    listing = json.loads(_raw(hub, "GET", "/_emulator/faults")[2])
+    return next(f["fired"] for f in listing["active"] + listing["spent"] if f["id"] == fault_id)
+
+
+def test_status_faults_come_in_bursts_scoped_by_path_and_method(hub: EmulatorHandle) -> None:
+    hub.state.create_repo("acme/clip")
+    hub.state.create_repo("acme/other")
+    burst = _fault(hub, path_prefix="/api/models/acme/clip", method="GET", status=503, count=4, burst=2, gap=1)
+    statuses = [_raw(hub, "GET", "/api/models/acme/other")[0]]  # another path: untouched
+    statuses += [_raw(hub, "POST", "/api/models/acme/clip/paths-info/main", body=b"{}")[0]]  # another method
+    statuses += [_raw(hub, "GET", "/api/models/acme/clip")[0] for _ in range(7)]
+    assert statuses == [200, 200, 503, 503, 200, 503, 503, 200, 200]
+    assert _fired(hub, burst) == 4
+
+    limited = _fault(hub, path_prefix="/api/models/acme/clip", status=429, retry_after=2)
+    status, headers, _ = _raw(hub, "GET", "/api/models/acme/clip")
+    assert (status, headers["Retry-After"], headers["RateLimit"]) == (429, "2", '"api";r=0;t=2')
+    assert "RateLimit-Policy" in headers and _fired(hub, limited) == 1
+    listing = json.loads(_raw(hub, "GET", "/_emulator/faults")[2])
+    assert listing["active"] == [] and {f["id"] for f in listing["spent"]} == {burst, limited}
+
+    for bad in ({"status": 200}, {"kind": "stall"}, {"kind": "drop", "status": 503}, {"kind": "slow"},
+                {"status": 503, "count": 0}, {"status": 503, "colour": "red"}, {"kind": "explode"}):
+        assert _raw(hub, "POST", "/_emulator/faults", body=json.dumps(bad).encode())[0] == 400, bad
+    _fault(hub, status=500, count=100)
+    assert _raw(hub, "DELETE", "/_emulator/faults")[0] == 200
+    assert _raw(hub, "GET", "/api/models/acme/clip")[0] == 200
+
+
+def test_a_dropped_connection_happens_after_the_request_was_handled(hub: EmulatorHandle) -> None:
+    import httpx2
+
+    hub.state.create_repo("acme/clip")
+    api = _api(hub, "eve-token")
+    num = api.create_discussion("acme/clip", title="Scan please", description="").num
+    dropped = _fault(hub, kind="drop", path_prefix=f"/api/models/acme/clip/discussions/{num}/comment",
+                     method="POST")  # fmt: skip
+    with pytest.raises(httpx2.TransportError):
+        api.comment_discussion("acme/clip", num, "first")
+    assert _fired(hub, dropped) == 1
+    # The Hub did the work before the connection went: a client that retries blindly posts twice.
+    assert [e.content for e in api.get_discussion_details("acme/clip", num).events][1:] == ["first"]
+
+    head_drop = _fault(hub, kind="drop", path_prefix="/api/models/acme/clip", method="GET", drop_after_bytes=5)
+    with pytest.raises(httpx2.TransportError):
+        api.model_info("acme/clip")
+    assert _fired(hub, head_drop) == 1 and api.model_info("acme/clip").id == "acme/clip"
+
+
+def test_stalled_and_slow_responses_arrive_whole_or_time_out(hub: EmulatorHandle, tmp_path: Path) -> None:
+    sha = hub.state.create_repo("acme/clip", files={"weights.bin": bytes(range(256)) * 8})
+    _fault(hub, kind="slow", path_prefix="/acme/clip/resolve/", bytes_per_s=8192)
+    local = hf_hub_download("acme/clip", "weights.bin", revision=sha, endpoint=hub.url, token="bot-token",
+                            cache_dir=tmp_path / "cache")  # fmt: skip
+    assert Path(local).read_bytes() == bytes(range(256)) * 8
+
+    _fault(hub, kind="stall", path_prefix="/api/models/acme/clip", stall_s=0.2)
+    assert _api(hub).model_info("acme/clip").sha == sha  # held back, then answered in full
+
+    stalled = _fault(hub, kind="stall", path_prefix="/api/models/acme/clip", stall_s=600)
+    request = urllib.request.Request(hub.url + "/api/models/acme/clip")
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        _NO_PROXY.open(request, timeout=0.5).read()
+    assert _fired(hub, stalled) == 1  # stopping the emulator (the fixture) ends the stall: no 600 s wait
+
+
+# -- webhook redelivery -------------------------------------------------------------------------------------
+
+
+def _deliveries(hub: EmulatorHandle) -> dict[str, Any]:
+    return json.loads(_raw(hub, "GET", "/_emulator/webhook-deliveries?flush=1")[2])
+
+
+def test_failed_webhook_deliveries_are_retried_with_backoff(tmp_path: Path) -> None:
+    # the "repo" event is answered 500, then the connection is dropped, then too late; "repo.content" gets 204
+    receiver = _Receiver([500, "drop", ("sleep", 1.0, 204)], scope="repo")
+    handle = _start(tmp_path / "data", webhook_url=receiver.url, webhook_secret="s3cret", webhook_backoff_s=0.05,
+                    webhook_max_attempts=3, webhook_timeout_s=0.5)  # fmt: skip
+    try:
+        handle.state.create_repo("acme/clip")
+        report = _deliveries(handle)
+        assert report["settled"] is True
+        assert report["counts"] == {"delivered": 1, "pending": 0, "failed": 1}
+        created, content = sorted(report["deliveries"], key=lambda d: d["id"])
+        assert (created["scope"], created["outcome"]) == ("repo", "failed")
+        assert [a["status"] for a in created["attempts"]] == [500, None, None]  # 3 attempts, then it gave up
+        assert created["attempts"][1]["error"] and "timed out" in created["attempts"][2]["error"]
+        assert (content["scope"], content["outcome"], len(content["attempts"])) == ("repo.content", "delivered", 1)
+        payloads = [receiver.next()[1] for _ in range(4)]
+        assert [p["event"]["scope"] for p in payloads].count("repo") == 3  # the same event, delivered again
+        assert len({json.dumps(p, sort_keys=True) for p in payloads if p["event"]["scope"] == "repo"}) == 1
+        log = json.loads(_raw(handle, "GET", "/_emulator/webhook-log")[2])["deliveries"]
+        assert sorted((e["delivery"], e["attempt"]) for e in log) == [(1, 1), (1, 2), (1, 3), (2, 1)]
+        assert "s3cret" not in json.dumps(log)
+    finally:
+        handle.stop()
+        receiver.close()
+
+
+def test_a_delivery_waiting_for_its_retry_does_not_hold_up_new_events(tmp_path: Path) -> None:
+    receiver = _Receiver([503])
+    handle = _start(tmp_path / "data", webhook_url=receiver.url, webhook_backoff_s=600)
+    try:
+        handle.state.create_repo("acme/clip")  # "repo" gets 503 and waits 600 s; "repo.content" goes through
+        first, second = receiver.next()[1], receiver.next()[1]
+        assert (first["event"]["scope"], second["event"]["scope"]) == ("repo", "repo.content")
+        report = json.loads(_raw(handle, "GET", "/_emulator/webhook-deliveries")[2])
+        waiting = next(d for d in report["deliveries"] if d["scope"] == "repo")
+        assert waiting["outcome"] == "pending" and waiting["next_attempt_at"] is not None
+        assert report["counts"]["pending"] == 1
+    finally:
+        handle.stop()  # drops the waiting retry
+        receiver.close()
 
 
 def test_rejects_traversal_in_repo_ids_and_paths(hub: EmulatorHandle, tmp_path: Path) -> None:
@@ -726,3 +950,25 @@ def test_cli_seed_zoo_with_no_zoo_seeds_nothing_then_serves(tmp_path: Path) -> N
     with _serving_cli(tmp_path, "--seed-zoo", str(cache_dir)) as cli:
         cli.wait_for_line(re.compile(r"^seeded 0 zoo repo\(s\)"))
         cli.wait_for_line(_URL_LINE)
+
+
+def test_cli_writes_its_admin_token_and_arms_faults_from_the_command_line(tmp_path: Path) -> None:
+    fault = json.dumps({"status": 503, "count": 1, "retry_after": 1})
+    with _serving_cli(tmp_path, "--fault", fault) as cli:
+        token_file = Path(cli.wait_for_line(re.compile(r"^admin token written to (\S+)$")).group(1))
+        url = cli.wait_for_line(_URL_LINE).group(1)
+        statuses = []
+        for _ in range(2):
+            try:
+                with _NO_PROXY.open(urllib.request.Request(url + "/api/models"), timeout=10) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as error:
+                statuses.append(error.code)
+        assert statuses == [503, 200]
+        admin = urllib.request.Request(url + "/_emulator/faults",
+                                       headers={"X-Emulator-Admin-Token": token_file.read_text().strip()})
+        with _NO_PROXY.open(admin, timeout=10) as response:
+            assert [f["fired"] for f in json.loads(response.read())["spent"]] == [1]
+    assert token_file == tmp_path / "cli-data" / "admin-token"
+    result = _run_cli("--data-dir", str(tmp_path / "cli-data2"), "--fault", '{"kind": "stall"}')
+    assert result.returncode == 4 and "stall_s" in result.stderr

@@ -18,6 +18,7 @@ from hub_fixtures import (  # first: sets HF_HUB_DISABLE_XET before huggingface_
     MERGES,
     OWNER_TOKEN,
     VOCAB,
+    isolate_client,
     transformers_clip_shapes,
     write_safetensors,
 )
@@ -38,9 +39,7 @@ REPO = "acme/clip-tiny"
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.chdir(tmp_path)  # load_settings reads ./clip-audit.toml when there is one
+    isolate_client(tmp_path, monkeypatch)
 
 
 @pytest.fixture

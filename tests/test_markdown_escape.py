@@ -84,6 +84,19 @@ def test_hostile_text_does_not_change_a_list_item(text: str) -> None:
     assert _TAG.search(inner) is None and _visible_text(inner) == _reference(text)
 
 
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_text_stays_inside_bold_in_a_folded_block(text: str) -> None:
+    # How posts name a confirmed trigger (**token**), inside a <details> block as the folded sections are.
+    post = (f"<details>\n<summary>Scan details</summary>\n\n**Trigger confirmed:** **{escape_markdown(text)}**. End."
+            "\n\n</details>\n")
+    rendered = _MD.render(post)
+    assert rendered.startswith("<details>\n<summary>Scan details</summary>\n") and rendered.endswith("</details>\n")
+    [paragraph] = re.findall(r"<p>(.*?)</p>", rendered, re.DOTALL)
+    bold = re.fullmatch(r"<strong>Trigger confirmed:</strong> <strong>(.*)</strong>\. End\.", paragraph)
+    assert bold is not None, paragraph
+    assert _TAG.search(bold.group(1)) is None and _visible_text(bold.group(1)) == _reference(text)
+
+
 def test_mentions_and_references_never_reach_the_raw_post() -> None:
     # The Hub notifies on "@name" and links "#N" in the raw text; neither may survive escaping.
     for text in ("@someone", "hi @org/team", "cc:@x", "see #12"):

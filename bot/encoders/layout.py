@@ -58,18 +58,30 @@ class CheckpointInfo:
 def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnknownArchitectureError(f"{path.name} is not valid JSON ({exc}); cannot tell the architecture") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, a number past the digit limit
+        reason = str(exc)[:200] or type(exc).__name__
+        raise UnknownArchitectureError(f"{path.name} is not valid JSON ({reason}); cannot tell the architecture"
+                                       ) from None
     if not isinstance(data, dict):
         raise UnknownArchitectureError(f"{path.name} is not a JSON object; cannot tell the architecture")
     return data
 
 
-def clip_text_section(config: dict) -> dict:
+def clip_text_section(config: dict, config_path: Path) -> dict:
     """The text-tower part of a transformers CLIPModel / SiglipModel config (legacy *_dict keys merged)."""
-    section = dict(config.get("text_config") or {})
-    section.update(config.get("text_config_dict") or {})
-    return section
+    section, legacy = config.get("text_config") or {}, config.get("text_config_dict") or {}
+    if not isinstance(section, dict) or not isinstance(legacy, dict):
+        raise UnknownArchitectureError(f"{config_path}: text_config is not a JSON object; not a CLIP-family config")
+    return {**section, **legacy}
+
+
+def _positions(value: object, config_path: Path) -> int:
+    """The position count a config claims (max_position_embeddings, context_length): here it only tells LongCLIP
+    from CLIP; the weights' shapes check it before anything is built."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnknownArchitectureError(f"{config_path}: the text position count {repr(value)[:40]} is not a whole "
+                                       "number; not a text tower config")
+    return value
 
 
 def open_clip_model_cfg(config: dict) -> dict:
@@ -128,14 +140,15 @@ def _inspect_transformers(directory: Path, config_path: Path, *, fallback_open_c
         return _inspect_open_clip(directory, directory / "open_clip_config.json")
     if weights is None:
         raise _missing_weights_error(directory)
-    if architecture == "CLIPTextModel" and architecture not in (config.get("architectures") or []):
+    if architecture == "CLIPTextModel" and architecture not in _declared_classes(config):
         architecture = _text_model_class_from_keys(weights)
     model_type, fmt = TRANSFORMERS_CLASSES[architecture]
-    text = clip_text_section(config) if model_type in ("clip", "siglip") else config
+    text = clip_text_section(config, config_path) if model_type in ("clip", "siglip") else config
     if model_type.startswith("siglip"):
         family = "siglip"
     else:
-        family = "longclip" if int(text.get("max_position_embeddings", CLIP_CONTEXT_LENGTH)) > CLIP_CONTEXT_LENGTH else "clip"
+        positions = _positions(text.get("max_position_embeddings", CLIP_CONTEXT_LENGTH), config_path)
+        family = "longclip" if positions > CLIP_CONTEXT_LENGTH else "clip"
     return CheckpointInfo(
         root=directory, family=family, format=fmt, architecture=architecture, config_path=config_path,
         weight_files=weights, weight_bytes=sum(p.stat().st_size for p in weights),
@@ -144,12 +157,18 @@ def _inspect_transformers(directory: Path, config_path: Path, *, fallback_open_c
     )
 
 
+def _declared_classes(config: dict) -> list[str]:
+    """The class names a config's `architectures` list gives (anything else there is ignored)."""
+    declared = config.get("architectures")
+    return [a for a in declared if isinstance(a, str)] if isinstance(declared, list) else []
+
+
 def _transformers_architecture(config: dict, config_path: Path) -> str:
     model_type = config.get("model_type")
-    declared = [a for a in (config.get("architectures") or []) if isinstance(a, str)]
-    if model_type not in _DEFAULT_CLASS:
+    declared = _declared_classes(config)
+    if not isinstance(model_type, str) or model_type not in _DEFAULT_CLASS:
         custom = " It also names custom code (auto_map), which clip-audit never runs." if "auto_map" in config else ""
-        found = f"model_type {model_type!r}" + (f" ({', '.join(declared)})" if declared else "")
+        found = f"model_type {repr(model_type)[:60]}" + (f" ({', '.join(declared)[:200]})" if declared else "")
         raise UnknownArchitectureError(
             f"{config_path} describes {found}, not a CLIP-family text encoder "
             f"(supported model_type: {', '.join(_DEFAULT_CLASS)}).{custom}")
@@ -188,12 +207,15 @@ def _shards(index: Path) -> tuple[Path, ...]:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         names = list(dict.fromkeys(weight_map.values()))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
         raise CorruptCheckpointError(f"{index.name} is not a valid sharded-checkpoint index (no weight_map)") from None
     shards = []
     for name in names:
+        if not isinstance(name, str) or not _is_plain_name(name):
+            raise CorruptCheckpointError(f"{index.name} names shard {repr(name)[:80]}, which is not a file name in "
+                                         "the checkpoint's folder")
         shard = index.parent / name
-        if not isinstance(name, str) or "/" in name or "\\" in name or not shard.is_file():
+        if not shard.is_file():
             raise CorruptCheckpointError(f"{index.name} names shard {name!r}, which is missing; download it again")
         shards.append(shard)
     return tuple(shards)
@@ -212,7 +234,8 @@ def _inspect_open_clip(directory: Path, config_path: Path) -> CheckpointInfo:
     weight = _first_existing(directory, names)
     if weight is None:
         raise _missing_weights_error(directory)
-    family = "longclip" if int(text_cfg.get("context_length", CLIP_CONTEXT_LENGTH)) > CLIP_CONTEXT_LENGTH else "clip"
+    positions = _positions(text_cfg.get("context_length", CLIP_CONTEXT_LENGTH), config_path)
+    family = "longclip" if positions > CLIP_CONTEXT_LENGTH else "clip"
     return CheckpointInfo(
         root=directory, family=family, format="open_clip", architecture="open_clip", config_path=config_path,
         weight_files=(weight,), weight_bytes=weight.stat().st_size,
@@ -251,11 +274,13 @@ def _inspect_diffusers(root: Path, *, subfolder: str | None) -> CheckpointInfo:
     index = read_json(root / "model_index.json")
     components = {name: spec[1] for name, spec in index.items()
                   if isinstance(spec, list) and len(spec) == 2 and isinstance(spec[1], str)}
+    # A component is a folder of the pipeline: a name that leads elsewhere ("text_encoder/../..") is none.
     encoders = [name for name, cls in components.items()
-                if name.startswith("text_encoder") and cls in TRANSFORMERS_CLASSES and (root / name).is_dir()]
+                if name.startswith("text_encoder") and _is_plain_name(name) and cls in TRANSFORMERS_CLASSES
+                and (root / name).is_dir()]
     encoders.sort()
     if not encoders:
-        listed = ", ".join(f"{n}={c}" for n, c in components.items() if n.startswith("text_encoder")) or "none"
+        listed = ", ".join(f"{n}={c}" for n, c in components.items() if n.startswith("text_encoder"))[:300] or "none"
         raise UnknownArchitectureError(
             f"{root}/model_index.json lists no CLIP-family text encoder folder (text encoders: {listed})")
     chosen = subfolder or encoders[0]
@@ -273,6 +298,11 @@ def _inspect_diffusers(root: Path, *, subfolder: str | None) -> CheckpointInfo:
 
 
 # -- shared helpers ------------------------------------------------------------------------
+
+def _is_plain_name(name: str) -> bool:
+    """A file or folder name inside one folder: no separator, no way up, nothing a path could misread."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
 
 def _first_existing(directory: Path, names: tuple[str, ...]) -> Path | None:
     return next((directory / n for n in names if (directory / n).is_file()), None)
@@ -306,18 +336,29 @@ def _tokenizer_dir(directory: Path, *, siglip: bool) -> Path | None:
 
 
 def _hub_id(value: object) -> str | None:
-    return value if isinstance(value, str) and _HUB_ID.match(value) else None
+    return value if isinstance(value, str) and _HUB_ID.fullmatch(value) else None
+
+
+# A card's front matter is read for its base_model hint only when it ends within this many bytes of the start:
+# YAML parses at ~30 KB/s on a busy CPU, and a megabyte of it would stall the scan for the sake of a hint.
+MAX_CARD_FRONT_MATTER_BYTES = 64 * 1024
 
 
 def _base_model_from_card(directory: Path) -> str | None:
     card = directory / "README.md"
     if not card.is_file():
         return None
-    from huggingface_hub.repocard import metadata_load
+    import yaml
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
     try:
-        metadata = metadata_load(card) or {}
-    except Exception:  # a malformed card (bad YAML, bad encoding) only loses the hint
+        with card.open("rb") as handle:
+            head = handle.read(MAX_CARD_FRONT_MATTER_BYTES).decode("utf-8-sig", errors="replace")
+        block = REGEX_YAML_BLOCK.search(head)
+        metadata = (yaml.safe_load(block.group(2)) if block else None) or {}
+        if not isinstance(metadata, dict):
+            return None
+    except Exception:  # a malformed card (bad YAML) only loses the hint
         return None
     base = metadata.get("base_model")
     if isinstance(base, list):

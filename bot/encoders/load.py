@@ -20,7 +20,13 @@ from bot.encoders.safetensors_check import check_safetensors
 from bot.encoders.text_encoder import TextEncoder
 from bot.encoders.tokenizers import load_clip_tokenizer, load_siglip_tokenizer
 from bot.encoders.tower import ACTIVATIONS, TextTower, TowerSpec
-from bot.errors import CorruptCheckpointError, NothingScannableError, ShapeMismatchError, UnknownArchitectureError
+from bot.errors import (
+    CheckpointError,
+    CorruptCheckpointError,
+    NothingScannableError,
+    ShapeMismatchError,
+    UnknownArchitectureError,
+)
 from bot.formats import CLIP_EOS_ID, MAX_TOWER_DIMENSION
 
 CLIP_BOS_ID = 49406
@@ -69,8 +75,11 @@ def load_text_encoder(path: Path, *, device: str | torch.device = "cpu", subfold
     tower = build_tower(spec, text_state, source=source)
     projection = None
     if spec.projection_dim is not None:
-        projection = nn.Linear(spec.tower.hidden_size, spec.projection_dim, bias=False)
         state = {} if projection_weight is None else {"weight": projection_weight}
+        # checked before the layer is made: nn.Linear allocates the size the config claims
+        check_shapes({"weight": (spec.projection_dim, spec.tower.hidden_size)}, state, source=source,
+                     prefix="text_projection.")
+        projection = nn.Linear(spec.tower.hidden_size, spec.projection_dim, bias=False)
         load_strictly(projection, state, source=source, prefix="text_projection.")
     elif projection_weight is not None:
         raise ShapeMismatchError(
@@ -91,11 +100,15 @@ def text_spec(info: CheckpointInfo) -> TextSpec:
     config = read_json(info.config_path)
     config.pop("auto_map", None)  # custom code is never imported; the standard class is used
     try:
-        return _spec_from_config(config, info)
-    except (StrictDataclassError, ValueError, TypeError) as exc:
-        # transformers' config classes validate what they are given: their complaint, without a traceback
-        reason = str(exc).strip().splitlines()[-1].strip()
+        spec = _spec_from_config(config, info)
+    except (StrictDataclassError, ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as exc:
+        # transformers' config classes validate what they are given (and open_clip's do not: a field of the
+        # wrong type fails where it is used): their complaint, without a traceback
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()[:300]
         raise ShapeMismatchError(f"{info.config_path}: not a text tower config ({reason})") from None
+    if spec.projection_dim is not None and not 0 < spec.projection_dim <= MAX_TOWER_DIMENSION:
+        raise ShapeMismatchError(f"{info.config_path}: impossible text projection size {spec.projection_dim}")
+    return spec
 
 
 def _spec_from_config(config: dict, info: CheckpointInfo) -> TextSpec:
@@ -254,9 +267,21 @@ def open_clip_to_transformers(tensors: dict[str, torch.Tensor]
 def load_strictly(module: nn.Module, state: dict[str, torch.Tensor], *, source: str, prefix: str = "",
                   assign: bool = False) -> None:
     """load_state_dict(strict=True) in float32, with the first offending key and both shapes in the error;
-    assign: the tensors become the module's own (a module on the meta device)."""
+    assign: the tensors become the module's own (a module on the meta device).
+
+    Weights must be floating point and finite: a NaN or an infinity makes every feature NaN, and a scan of
+    them would run to its time limit for a verdict that means nothing."""
     check_shapes({k: tuple(t.shape) for k, t in module.state_dict().items()}, state, source=source, prefix=prefix)
-    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=assign)
+    weights = {}
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: tensor {prefix}{key} holds {tensor.dtype} values, not floating point "
+                                  "weights")
+        weights[key] = tensor.to(torch.float32)
+        if not bool(torch.isfinite(weights[key]).all()):
+            raise CheckpointError(f"{source}: tensor {prefix}{key} holds NaN or infinite values; a tower with them "
+                                  "computes nothing that can be audited")
+    module.load_state_dict(weights, strict=True, assign=assign)
 
 
 def check_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], *, source: str,
@@ -280,17 +305,30 @@ def check_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Te
 
 def _load_tokenizer(info: CheckpointInfo, spec: TowerSpec, *, source: str):
     max_length = spec.max_positions
-    if info.family == "siglip":
-        if info.tokenizer_dir is None:
-            where = "tokenizer/ of the pipeline" if info.format == "diffusers" else "the repo or its tokenizer/"
-            raise NothingScannableError(
-                f"{source}: SigLIP checkpoint without spiece.model (looked in {where}); "
-                "its tokenizer cannot be rebuilt, so it cannot be scanned")
-        tokenizer = load_siglip_tokenizer(info.tokenizer_dir / "spiece.model", max_length=max_length)
-    else:
-        tokenizer = load_clip_tokenizer(info.tokenizer_dir, max_length=max_length)
+    if info.family == "siglip" and info.tokenizer_dir is None:
+        where = "tokenizer/ of the pipeline" if info.format == "diffusers" else "the repo or its tokenizer/"
+        raise NothingScannableError(
+            f"{source}: SigLIP checkpoint without spiece.model (looked in {where}); "
+            "its tokenizer cannot be rebuilt, so it cannot be scanned")
+    try:
+        if info.family == "siglip":
+            tokenizer = load_siglip_tokenizer(info.tokenizer_dir / "spiece.model", max_length=max_length)
+        else:
+            tokenizer = load_clip_tokenizer(info.tokenizer_dir, max_length=max_length)
+        ids = tokenizer.get_vocab().values()
+        special = (tokenizer.eos_token_id, tokenizer.pad_token_id)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError) as exc:
+        # vocab.json, merges.txt and spiece.model are the uploader's files: the libraries' complaint, one line
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()[:200]
+        raise CheckpointError(f"{source}: the tokenizer files cannot be read ({type(exc).__name__}: {reason})"
+                              ) from None
     if len(tokenizer) > spec.vocab_size:
         raise ShapeMismatchError(
             f"{source}: the tokenizer has {len(tokenizer)} tokens but the token embedding has "
             f"{spec.vocab_size} rows")
+    # every id the tokenizer can give must be a row of the token embedding
+    if any(not isinstance(i, int) for i in special) or not all(0 <= i < spec.vocab_size for i in (*ids, *special)):
+        raise ShapeMismatchError(
+            f"{source}: the tokenizer gives token ids outside the token embedding's {spec.vocab_size} rows "
+            "(or has no end-of-text token)")
     return tokenizer

@@ -83,13 +83,28 @@ def check_safetensors(path: Path, *, max_bytes: int | None = None) -> Safetensor
                               tensors=tensors, metadata=metadata)
 
 
+def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are all different: with a tensor named twice, this check (where the last entry
+    wins) and the safetensors reader could disagree about which bytes the tensor is."""
+    header: dict = {}
+    for key, value in pairs:
+        if key in header:
+            raise CorruptCheckpointError(f"{path.name}: the safetensors header names {key!r} twice")
+        header[key] = value
+    return header
+
+
 def _parse_header(path: Path, raw: bytes) -> dict:
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
+    except ValueError as exc:  # bad UTF-8, bad JSON, a number past the int parser's digit limit
         raise CorruptCheckpointError(f"{path.name} has an unreadable safetensors header (not JSON: {exc})") from None
+    except RecursionError:  # json's parser recurses once per nested array or object
+        raise CorruptCheckpointError(f"{path.name} has a safetensors header nested too deep to be one") from None
     if not isinstance(header, dict):
         raise CorruptCheckpointError(f"{path.name} has a safetensors header that is not a JSON object")
+    if not raw.startswith(b"{"):  # the format: the header begins with "{" (it may be padded after it, not before)
+        raise CorruptCheckpointError(f"{path.name} has a safetensors header that does not start with '{{'")
     return header
 
 
@@ -110,7 +125,7 @@ def _parse_entry(path: Path, name: str, entry: object) -> TensorEntry:
     if not isinstance(entry, dict):
         raise CorruptCheckpointError(f"{where} has a header entry that is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_BITS:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise CorruptCheckpointError(f"{where} has unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise CorruptCheckpointError(f"{where} has an invalid shape {shape!r}")

@@ -13,14 +13,22 @@ from bot/errors.py, chosen in `translate`:
 - HubError: anything else, with the Hub's own message.
 
 The client's own http_backoff retries 429/5xx only for downloads and pagination, so the rate-limit
-translation here is where the worker's retry logic learns how long to wait. Tokens never appear in
-messages, logs or repr().
+translation here is where the worker's retry logic learns how long to wait. A connection that drops before
+the answer is complete, or a call that times out, is a HubUnavailableError like any outage: retried by the
+caller (the worker, the mention processor), which reads the Hub again before it writes, so a write whose
+answer was lost is not made twice. Tokens never appear in messages, logs or repr().
+
+huggingface_hub's shared HTTP client waits forever by default (timeout=None): a stalled Hub would hang the
+worker. HubClient gives that client a timeout (Settings.hub_timeout_seconds); the client is shared by the
+whole process, so the last HubClient built sets it (the bot's processes build theirs from one Settings).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, set_client_factory
 from huggingface_hub.community import DiscussionComment
 from huggingface_hub.errors import (
     DisabledRepoError,
@@ -40,6 +48,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import parse_ratelimit_headers
+from huggingface_hub.utils._http import default_client_factory  # the library's client: its hooks, its redirects
 
 from bot.errors import (
     DiscussionsDisabledError,
@@ -51,6 +60,7 @@ from bot.errors import (
     SkipReason,
     SkipRepo,
 )
+from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +176,38 @@ def hub_errors(action: str) -> Iterator[None]:
 
 # -- the client ------------------------------------------------------------------------------------------
 
+_timeout_lock = threading.Lock()
+_timeout_in_use: float | None = None
+
+
+_TIMEOUT_KINDS = ("connect", "read", "write", "pool")
+
+
+def _client_with_timeout(seconds: float) -> httpx2.Client:
+    client = default_client_factory()
+
+    def bounded(request: httpx2.Request) -> None:
+        # Several HfApi calls (model_info, listing pages) pass timeout=None explicitly, which overrides a client
+        # default: each request's missing limits are filled in here, just before it is sent. Per read, not for
+        # the whole call: a slow answer that keeps arriving is not cut off. Limits a call sets itself are kept.
+        limits = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {kind: seconds if limits.get(kind) is None else limits[kind]
+                                         for kind in _TIMEOUT_KINDS}  # fmt: skip
+
+    client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], bounded]}
+    return client
+
+
+def use_timeout(seconds: float) -> None:
+    """Gives huggingface_hub's shared HTTP client (every HfApi call, hf_hub_download's metadata requests) a
+    timeout of `seconds`; a no-op when that timeout is already in use (setting it closes the shared client)."""
+    global _timeout_in_use
+    with _timeout_lock:
+        if _timeout_in_use != seconds:
+            set_client_factory(functools.partial(_client_with_timeout, seconds))
+            _timeout_in_use = seconds
+
+
 
 def _thread(discussion: Any, comments: tuple[HubComment, ...] = ()) -> HubThread:
     return HubThread(num=discussion.num, title=discussion.title, author=discussion.author,
@@ -176,15 +218,17 @@ def _thread(discussion: Any, comments: tuple[HubComment, ...] = ()) -> HubThread
 class HubClient:
     """HfApi with error translation and typed results. One per endpoint and token."""
 
-    def __init__(self, *, endpoint: str, token: str | None) -> None:
+    def __init__(self, *, endpoint: str, token: str | None,
+                 timeout_s: float = Settings.hub_timeout_seconds) -> None:  # fmt: skip
         self.endpoint = endpoint.rstrip("/")
         # token=False: never fall back to a stored login the settings did not choose.
         self._api = HfApi(endpoint=self.endpoint, token=token if token else False)
         self._token = token
+        use_timeout(timeout_s)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> HubClient:
-        return cls(endpoint=settings.endpoint, token=settings.token)
+    def from_settings(cls, settings: Settings) -> HubClient:
+        return cls(endpoint=settings.endpoint, token=settings.token, timeout_s=settings.hub_timeout_seconds)
 
     @property
     def token(self) -> str | None:

@@ -51,10 +51,14 @@ def cursor_name(listing: Listing, sort: str) -> str:
 
 
 class Watcher:
-    def __init__(self, store: Store, api: HubClient, settings: Settings) -> None:
+    def __init__(self, store: Store, api: HubClient, settings: Settings, *,
+                 submit: Callable[[Job], object] | None = None) -> None:  # fmt: skip
+        """`submit` hands each newly queued job to a broker (bot/distributed/enqueue.py); None: the built-in
+        worker takes it from the store."""
         self.store = store
         self.api = api
         self.settings = settings
+        self.submit = submit
         self._not_before = 0.0  # set after a rate limit: no poll before this time
 
     def poll_once(self) -> list[Job]:
@@ -134,6 +138,8 @@ class Watcher:
             repo_id=repo_id, sha=sha, revision="main", reason="new-upload" if known is None else "new-revision"
         )
         self.store.upsert_repo(repo_id, sha, last_modified=last_modified, family=plan.family)
+        if job is not None and self.submit is not None:
+            self.submit(job)
         return job
 
     def _record_skip(self, repo_id: str, sha: str, skip: SkipRepo, *, last_modified: str | None, family: str) -> None:

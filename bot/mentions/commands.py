@@ -55,8 +55,18 @@ def _addressable_lines(text: str) -> list[str]:
             continue
         if in_fence or stripped.startswith(">"):
             continue
-        lines.append(re.sub(r"`[^`]*@[^`]*`", " ", line))
+        lines.append(_INLINE_CODE.sub(_without_shown_mention, line))
     return lines
+
+
+# An inline code span: one backtick, then up to the next. Each match ends at the first backtick it meets, so a
+# comment's length costs linear time (a pattern like `[^`]*@[^`]*` backtracks quadratically over a long run of
+# "@" after an unclosed backtick).
+_INLINE_CODE = re.compile(r"`[^`]*`")
+
+
+def _without_shown_mention(span: re.Match[str]) -> str:
+    return " " if "@" in span.group(0) else span.group(0)
 
 
 def _words(rest: str) -> list[str]:
@@ -113,13 +123,15 @@ def parse_command(text: str, *, bot_name: str) -> Command | None:
     mention = _mention_pattern(bot_name)
     bare_mention = False
     for line in _addressable_lines(text):
+        indent = len(line) - len(line.lstrip())
         for match in mention.finditer(line):
-            rest = line[match.end() :]
-            following = mention.search(rest)  # "@bot scan @bot help": each mention reads up to the next one
-            words = _words(rest[: following.start()] if following else rest)
+            # "@bot scan @bot help": each mention reads up to the next one (searched in place: slicing the rest
+            # of the line for each of a comment's thousands of mentions would cost quadratic time)
+            following = mention.search(line, match.end())
+            words = _words(line[match.end() : following.start() if following else len(line)])
             if not words:
                 # "@bot" on its own asks what the bot can do; "thanks @bot!" does not.
-                bare_mention = bare_mention or not line[: match.start()].strip()
+                bare_mention = bare_mention or match.start() <= indent
                 continue
             kind, tail = _verb(words)
             if kind is None:

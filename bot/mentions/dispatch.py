@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.errors import HubNotFoundError, SkipReason, SkipRepo
@@ -22,7 +23,7 @@ from bot.mentions.events import MentionEvent
 from bot.publish.poster import PostAction, PostOutcome, Publisher
 from bot.publish.render import AckKind, render_ack, render_help, reply_marker
 from bot.scan_record import ScanRecord
-from bot.state.schema import JobStatus
+from bot.state.schema import Job, JobStatus
 from bot.state.store import Store
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,15 @@ class _Comment:
 
 
 class MentionDispatcher:
-    def __init__(self, api: HubClient, store: Store, publisher: Publisher, *, bot_name: str) -> None:
+    def __init__(self, api: HubClient, store: Store, publisher: Publisher, *, bot_name: str,
+                 submit: Callable[[Job], object] | None = None) -> None:  # fmt: skip
+        """`submit` hands each scan a mention queued to a broker (bot/distributed/enqueue.py); None: the
+        built-in worker takes it from the store."""
         self.api = api
         self.store = store
         self.publisher = publisher
         self.bot_name = bot_name
+        self.submit = submit
 
     def handle(self, event: MentionEvent, *, reread: bool = False) -> DispatchOutcome:
         """Acts on one mention (the caller makes sure each comment is handled once).
@@ -116,6 +121,8 @@ class MentionDispatcher:
         job = self.store.enqueue(repo_id=event.repo_id, sha=sha, reason=MENTION_REASON, requested_by=comment.author,
                                  discussion_num=event.discussion_num, revision=revision)  # fmt: skip
         if job is not None:
+            if self.submit is not None:
+                self.submit(job)
             return self._ack(event, comment, command, "scan-queued", revision=asked, sha=sha)
         earlier = self.store.find_job(event.repo_id, sha)
         if (earlier is not None and earlier.status in (JobStatus.QUEUED, JobStatus.RUNNING)

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from bot.errors import ClipAuditError, ConfigError, WebhookError
 from bot.hub.ids import is_safe_repo_id
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 SECRET_HEADER = "X-Webhook-Secret"
 RETRY_AFTER_SECONDS = 30  # asked of the Hub when the state database cannot take an event right now
 MAX_BODY_BYTES = 1024 * 1024
+MAX_DISCUSSION_NUM = 2**31 - 1
 MAX_JSON_DEPTH = 32  # the Hub's payloads nest 4 deep; anything deeper is refused before it is parsed
 _SCOPES = frozenset({"discussion", "discussion.comment"})
 
@@ -64,7 +66,9 @@ class WebhookComment(_Strict):
 
 
 class WebhookDiscussion(_Strict):
-    num: int = Field(ge=1)
+    # The Hub numbers a repo's discussions from 1; a number past this is none of them (and past 2^63 the state
+    # database could not even store it: that was a 503, redelivered for ever).
+    num: int = Field(ge=1, le=MAX_DISCUSSION_NUM)
     isPullRequest: bool = False  # noqa: N815 - the Hub's field name
 
 
@@ -132,6 +136,8 @@ def mention_from_payload(payload: Any, *, bot_user_id: str | None) -> MentionEve
         return None
     if not is_safe_repo_id(parsed.repo.name):
         raise WebhookError("payload field 'repo.name' is not a Hub repo id")
+    if not all(_is_unicode(text) for text in (comment.id, comment.author.id, comment.content)):
+        raise WebhookError("payload field 'comment' holds text that is not valid Unicode (an unpaired surrogate)")
     if (bot_user_id is not None and comment.author.id == bot_user_id) or comment.hidden:
         return None
     return MentionEvent(
@@ -144,6 +150,16 @@ def mention_from_payload(payload: Any, *, bot_user_id: str | None) -> MentionEve
         is_pull_request=parsed.discussion.isPullRequest,
         author_id=comment.author.id,
     )
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` can be stored (as UTF-8): JSON may escape half of a surrogate pair ("\\ud800"), which
+    decodes to a Python string that the state database refuses, and the Hub would redeliver it forever."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _event_from(body: bytes, bot_user_id: str | None) -> MentionEvent | None:
@@ -200,7 +216,11 @@ def create_app(*, secret: str, handle: Callable[[MentionEvent], bool], bot_user_
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             return _answer(413, "too large")
-        body = await _capped_body(request)
+        try:
+            body = await _capped_body(request)
+        except ClientDisconnect:  # the sender went away (or uvicorn dropped a broken chunked body): nobody to answer
+            logger.warning("webhook delivery from %s ended before its body did", request.client)
+            return _answer(400, "malformed")
         if body is None:
             return _answer(413, "too large")
         try:

@@ -12,6 +12,7 @@ renders as the literal text it came from, on one line, and cannot:
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -41,6 +42,7 @@ _WWW = re.compile(r"(?i)\bwww\.")
 # Invisible or layout-changing code points: bidi embeddings/overrides/isolates, marks, zero-width characters.
 _INVISIBLE_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
 _WHITESPACE_RUN = re.compile(r"[ \t\r\n\f\v]+")
+_SOLID = re.compile(r"\S")
 
 
 class Markdown(str):
@@ -64,6 +66,14 @@ def _neutralize_invisible(text: str) -> str:
         else:
             out.append(char)
     return _WHITESPACE_RUN.sub(" ", "".join(out))
+
+
+def _enough_of(text: str, max_length: int) -> str:
+    """A prefix of `text` that escapes to the same cut line as all of it: once it holds more than max_length
+    characters that are not whitespace (each prints as at least one), the rest would be cut off anyway. A
+    megabyte-long trigger token or caption costs no more than a short one."""
+    solid = next(itertools.islice(_SOLID.finditer(text), max_length, None), None)
+    return text if solid is None else text[: solid.end()]
 
 
 def _defang_links(text: str) -> str:
@@ -93,7 +103,10 @@ def escape_markdown(text: object, *, max_length: int | None = DEFAULT_MAX_LENGTH
     """
     if isinstance(text, Markdown):
         return text
-    plain = _neutralize_invisible(str(text)).strip()
+    source = str(text)
+    if max_length is not None:
+        source = _enough_of(source, max_length)
+    plain = _neutralize_invisible(source).strip()
     if max_length is not None and len(plain) > max_length:
         plain = plain[: max(max_length - 1, 0)].rstrip() + _ELLIPSIS
     plain = _defang_links(plain)

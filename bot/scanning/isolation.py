@@ -51,7 +51,9 @@ from bot.scan_record import ScanRecord
 from bot.scanning import child
 from bot.settings import Settings
 
-_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CLIP_AUDIT_TOKEN", "CLIP_AUDIT_WEBHOOK_SECRET")
+# The broker URL may carry a password, and the child has no business with the queue.
+_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CLIP_AUDIT_TOKEN", "CLIP_AUDIT_WEBHOOK_SECRET",
+               "CLIP_AUDIT_REDIS_URL")
 _PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")  # matched case-insensitively
 # Where the child's proxies point: the discard port on loopback, where nothing listens, so a library that
 # honours a proxy fails at once instead of reaching the network.

@@ -37,6 +37,8 @@ from .schema import (
 )
 
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's transaction before giving up
+# A job a worker may take at `now` (twice as a parameter): queued and due, or running under an expired lease.
+_TAKEABLE = "(status = 'queued' AND next_run_at <= ?) OR (status = 'running' AND lease_expires_at <= ?)"
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -206,27 +208,54 @@ class Store:
         now = time.time() if now is None else now
         with self._write("lease a job") as conn:
             if max_attempts is not None:
-                conn.execute(
-                    "UPDATE jobs SET status = 'failed', last_error = 'lease expired on the last attempt"
-                    " (the worker stopped: killed or out of memory?)', lease_owner = NULL, lease_expires_at = NULL,"
-                    " updated_at = ? WHERE status = 'running' AND lease_expires_at <= ? AND attempts >= ?",
-                    (now, now, max_attempts),
-                )
+                self._fail_expired_last_attempts(conn, now, max_attempts)
             row = conn.execute(
-                "SELECT id, status, lease_owner FROM jobs WHERE (status = 'queued' AND next_run_at <= ?)"
-                " OR (status = 'running' AND lease_expires_at <= ?)"
+                f"SELECT id, status, lease_owner FROM jobs WHERE {_TAKEABLE}"
                 " ORDER BY requested_by IS NULL, next_run_at, id LIMIT 1",
                 (now, now),
             ).fetchone()
-            if row is None:
-                return None
-            expired = f"lease of {row['lease_owner']} expired" if row["status"] == "running" else None
-            leased = conn.execute(
-                "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,"
-                " last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ? RETURNING *",
-                (worker_id, now + lease_seconds, expired, now, row["id"]),
+            return None if row is None else self._take(conn, row, worker_id, lease_seconds, now)
+
+    def claim(
+        self, repo_id: str, sha: str, *, worker_id: str, lease_seconds: float, max_attempts: int,
+        now: float | None = None,
+    ) -> Job | None:  # fmt: skip
+        """Leases the job for (repo_id, sha) itself, as lease_next would take it (queued and due, or running
+        with an expired lease); None when it is not takeable now: unknown, finished, running under another
+        worker's live lease, or not due yet (find_job says which). A Celery delivery of that job's task
+        (bot/distributed/tasks.py) runs it only when this succeeds, so that a duplicate delivery never runs a
+        job twice."""
+        now = time.time() if now is None else now
+        with self._write("claim a job") as conn:
+            self._fail_expired_last_attempts(conn, now, max_attempts, repo_id=repo_id, sha=sha)
+            row = conn.execute(
+                f"SELECT id, status, lease_owner FROM jobs WHERE repo_id = ? AND sha = ? AND ({_TAKEABLE})",
+                (repo_id, sha, now, now),
             ).fetchone()
-            return _job(leased)
+            return None if row is None else self._take(conn, row, worker_id, lease_seconds, now)
+
+    @staticmethod
+    def _fail_expired_last_attempts(conn: sqlite3.Connection, now: float, max_attempts: int, *,
+                                    repo_id: str | None = None, sha: str | None = None) -> None:  # fmt: skip
+        """Fails for good the running jobs (of one (repo_id, sha), when given) whose lease expired on their last
+        attempt: a job that keeps killing its worker."""
+        only = " AND repo_id = ? AND sha = ?" if repo_id is not None else ""
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', last_error = 'lease expired on the last attempt"
+            " (the worker stopped: killed or out of memory?)', lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = ? WHERE status = 'running' AND lease_expires_at <= ? AND attempts >= ?" + only,
+            (now, now, max_attempts, *((repo_id, sha) if only else ())),
+        )
+
+    @staticmethod
+    def _take(conn: sqlite3.Connection, row: sqlite3.Row, worker_id: str, lease_seconds: float, now: float) -> Job:
+        expired = f"lease of {row['lease_owner']} expired" if row["status"] == "running" else None
+        leased = conn.execute(
+            "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,"
+            " last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ? RETURNING *",
+            (worker_id, now + lease_seconds, expired, now, row["id"]),
+        ).fetchone()
+        return _job(leased)
 
     def heartbeat(self, job_id: int, *, worker_id: str, lease_seconds: float, now: float | None = None) -> bool:
         """Extends the lease; False when this worker no longer holds it (it expired and was taken)."""
@@ -262,6 +291,15 @@ class Store:
                 " updated_at = ? WHERE id = ? AND status = 'running' AND lease_owner = ?",
                 (status, error, next_run_at, time.time(), job_id, worker_id),
             )
+            return cursor.rowcount == 1
+
+    def mark_due(self, job_id: int, *, now: float | None = None) -> bool:
+        """Makes a queued job due from `now` (it was handed to the broker again: bot/distributed/enqueue.py);
+        False when it is not queued."""
+        now = time.time() if now is None else now
+        with self._write("update a job") as conn:
+            cursor = conn.execute("UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+                                  (now, now, job_id))  # fmt: skip
             return cursor.rowcount == 1
 
     def skip(self, job_id: int, skip: SkipRepo) -> None:
