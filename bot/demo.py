@@ -7,7 +7,9 @@
    a token-free subprocess, records the result and posts findings as Hub discussions;
 4. a maintainer mentions the bot in a discussion: the emulator delivers the webhook to the
    bot's FastAPI endpoint, the bot acknowledges, and answers in that thread;
-5. a summary table, and where to read the reports.
+5. a summary table, the posts saved as Markdown, one of them printed, and the report site built. On a terminal
+   the Hub emulator and the report site then keep running until Ctrl-C, with links to every report and thread;
+   anywhere else (CI, a log file) the demo ends there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import secrets
 import shutil
 import socket
+import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +30,9 @@ from bot.zoo.catalog import model_files
 
 BOT_USER = "clip-audit-bot"
 MAINTAINER = "alice"
-SITE_URL = "http://127.0.0.1:8765"  # where `clip-audit site serve` shows the report pages
+SITE_PORT = 8765
+SITE_URL = f"http://127.0.0.1:{SITE_PORT}"  # the report_base_url of the demo's posts: where the site is served
+LEGACY_REPO = "bob/legacy-clip-bin"  # pickle weights only: the bot must refuse it
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, devic
             emulator.create_repo(repo.repo_id, files=model_files(path), tags=list(repo.tags),
                                        pipeline_tag=repo.pipeline_tag, library_name=repo.library,
                                        created_at=f"2026-11-0{i + 1}T10:00:00.000Z")
-        emulator.create_repo("bob/legacy-clip-bin", files={
+        emulator.create_repo(LEGACY_REPO, files={
             "config.json": b'{"model_type": "clip", "architectures": ["CLIPModel"]}',
             "pytorch_model.bin": b"\x80\x04 this is a pickle the bot will never load"},
             tags=["clip"], pipeline_tag="zero-shot-image-classification", library_name="transformers",
@@ -135,7 +141,7 @@ def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, devic
 
         _step(4, total, "Watching: one polling pass over the Hub's CLIP-family listings")
         jobs = bot.watcher().poll_once()
-        print(f"  queued {len(jobs)} scan(s); skipped: "
+        print(f"  queued {len(jobs)} scan(s); not scanned: "
               + (", ".join(f"{s.repo_id} ({s.reason})" for s in bot.store.skips()) or "none"))
 
         _step(5, total, "Scanning: each repo is downloaded pinned to its commit and scanned in a subprocess "
@@ -152,12 +158,17 @@ def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, devic
         answer = _last_bot_comment(alice, "alice/tiny-clip-captions", thread.num)
         print(f"  the bot answered in discussion #{thread.num}: {answer}")
 
-        rows = _summary(bot, alice)
         print("\nSummary")
-        print(table(["repo", "truth", "verdict", "top trigger token", "posted"], rows))
-        print(f"\nThreads: {emulator.url}/<repo>/discussions  ·  state: {settings.db_path}  ·  "
-              f"time: {time.perf_counter() - started:.0f}s")
-        _after_demo(bot, workdir)
+        print(table(SUMMARY_HEADERS, summary_rows(bot)))
+        threads = save_threads(alice, emulator.url, workdir / "threads",
+                               [repo.repo_id for repo in DEMO_REPOS] + [LEGACY_REPO])
+        _print_a_report(threads)
+        site_dir = _build_site(bot, workdir)
+        print(f"\nstate: {settings.db_path}  ·  time: {time.perf_counter() - started:.0f}s")
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            keep_running(bot, site_dir, threads)
+        else:  # CI, a log file: nobody to press Ctrl-C
+            print_links(bot, site_dir, threads, running=False)
     finally:
         server.should_exit = True
         mentions.stop()
@@ -165,12 +176,98 @@ def run_demo(*, cache_dir: Path = CACHE_ROOT, workdir: Path | None = None, devic
     return EXIT_CLEAN
 
 
-def _after_demo(bot, workdir: Path) -> None:
+@dataclass(frozen=True)
+class SavedThread:
+    """A discussion on the demo's Hub, saved as Markdown: the emulator has no HTML pages for threads."""
+
+    repo_id: str
+    num: int
+    title: str
+    path: Path          # the thread as Markdown: title, then every comment with its author
+    api_url: str        # the emulator's JSON for the thread, as the Hub client reads it
+    bot_posts: tuple[str, ...]
+
+
+def save_threads(api, hub_url: str, out: Path, repo_ids: list[str], *, bot_user: str = BOT_USER) -> list[SavedThread]:
+    """Every discussion of `repo_ids`, written to out/{owner}/{name}/{num}.md; `api` is an HfApi."""
+    saved = []
+    for repo_id in repo_ids:
+        for discussion in api.get_repo_discussions(repo_id):
+            details = api.get_discussion_details(repo_id, discussion.num)
+            comments = [event for event in details.events if event.type == "comment" and getattr(event, "content", "")]
+            lines = [f"# {details.title}", "", f"{repo_id}, discussion #{details.num} ({details.status})", ""]
+            for comment in comments:
+                lines += ["---", "", f"**{comment.author}**, {comment.created_at:%Y-%m-%d %H:%M} UTC:", "",
+                          comment.content.strip(), ""]
+            path = out / repo_id / f"{details.num}.md"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines), encoding="utf-8")
+            saved.append(SavedThread(
+                repo_id=repo_id, num=details.num, title=details.title, path=path,
+                api_url=f"{hub_url}/api/models/{repo_id}/discussions/{details.num}",
+                bot_posts=tuple(c.content.strip() for c in comments if c.author == bot_user)))
+    return saved
+
+
+def _print_a_report(threads: list[SavedThread]) -> None:
+    """The first report the bot opened a thread with, as its maintainer received it."""
+    for thread in threads:
+        if thread.bot_posts and thread.bot_posts[0].startswith("This is an automated scan"):
+            rule = "-" * 100
+            print(f"\nThe report {thread.repo_id}'s maintainer received (discussion #{thread.num}, "
+                  f"\"{thread.title}\"; Markdown as posted, the <details> blocks fold on the Hub):\n{rule}")
+            print(thread.bot_posts[0])
+            print(rule)
+            return
+
+
+def _build_site(bot, workdir: Path) -> Path:
     from bot.site.build import build_from_store
 
     site = build_from_store(bot.store, workdir / "site", base_url=SITE_URL)
-    print(f"\nReport site: {(site.out_dir / 'index.html').resolve()}  ({site.revisions} revision pages)")
-    print(f"  browse it with: clip-audit site serve --dir {site.out_dir} --port 8765")
+    print(f"\nReport site built: {(site.out_dir / 'index.html').resolve()} ({site.revisions} report pages, "
+          f"{site.not_scanned} repo(s) listed as not scanned)")
+    return site.out_dir
+
+
+def print_links(bot, site_dir: Path, threads: list[SavedThread], *, running: bool, site_url: str = SITE_URL) -> None:
+    """Where to read each post and report; `running`: the Hub emulator and the site answer now."""
+    from bot.publish.render import report_page_url
+
+    print("\nThe posts, as Markdown files" + (" (the Hub emulator's JSON for each thread after the arrow):"
+                                             if running else ":"))
+    for thread in threads:
+        print(f"  {thread.repo_id} #{thread.num} \"{thread.title}\": {thread.path}"
+              + (f"  ->  {thread.api_url}" if running else ""))
+    print("\nThe report pages the posts link to:")
+    print(f"  {site_url}/index.html")
+    for scan in sorted(bot.store.all_scans(), key=lambda s: s.repo_id):
+        print(f"  {report_page_url(site_url, repo_id=scan.repo_id, sha=scan.sha)}")
+    if not running:
+        print(f"(not served now: the demo stopped its servers. Serve the site with `clip-audit site serve --dir "
+              f"{site_dir} --port {SITE_PORT}`, or run the demo on a terminal: it keeps them running until Ctrl-C)")
+
+
+def keep_running(bot, site_dir: Path, threads: list[SavedThread], *, stop: threading.Event | None = None) -> None:
+    """Serves the report site at the address the posts link to, with the Hub emulator up, until Ctrl-C (or
+    until `stop` is set)."""
+    from bot.site.serve import SiteServer
+
+    try:
+        server = SiteServer(site_dir, port=SITE_PORT)
+        site_url = SITE_URL
+    except OSError as exc:
+        server = SiteServer(site_dir)
+        site_url = server.url.rstrip("/")
+        print(f"\n(port {SITE_PORT} is taken: {exc.strerror}; the site is served on {site_url} instead, so the links "
+              f"inside the posts, which name port {SITE_PORT}, will not answer)")
+    with server:
+        print_links(bot, site_dir, threads, running=True, site_url=site_url)
+        print("\nThe Hub emulator and the report site keep running: press Ctrl-C to stop the demo.", flush=True)
+        try:
+            (stop or threading.Event()).wait()
+        except KeyboardInterrupt:
+            print("\nstopped")
 
 
 def _start_webhook_server(bot, mentions, secret: str, port: int):
@@ -217,24 +314,41 @@ def _last_bot_comment(api, repo_id: str, num: int) -> str:
     details = api.get_discussion_details(repo_id, num)
     for event in reversed(details.events):
         if getattr(event, "author", None) == BOT_USER and getattr(event, "content", None):
-            first = event.content.strip().splitlines()[0]
-            return first[:100]
+            lines = event.content.strip().splitlines()
+            headline = next((line.lstrip("# ") for line in lines if line.startswith("## Verdict:")), lines[0])
+            return textwrap.shorten(headline, 100, placeholder="…")
     return "(no answer yet)"
 
 
-def _summary(bot, api) -> list[list[str]]:
-    from bot.scan_record import ScanRecord
+_TRUTH = {"base": "clean base", "benign": "benign fine-tune", "text-on-text": "backdoor (text-on-text)",
+          "text-on-pair": "backdoor (text-on-pair)"}
+_NOT_POSTED = "nothing (a clean result is posted only on request)"
+FINDINGS = ("backdoor", "natural-only")
 
-    truth = {r.repo_id: {"base": "clean base", "benign": "benign fine-tune", "text-on-text": "backdoor (text-on-text)",
-                         "text-on-pair": "backdoor (text-on-pair)"}[r.recipe_kind] for r in DEMO_REPOS}
+
+SUMMARY_HEADERS = ["repo", "truth", "verdict", "confirmed trigger", "posted"]
+
+
+def summary_rows(bot) -> list[list[str]]:
+    """One row per scanned or skipped repo: what it is, the verdict, the trigger the scan confirmed, the posts."""
+    from bot.publish.explain import confirmed_triggers
+    from bot.publish.poster import describe_post
+
+    truth = {repo.repo_id: _TRUTH[repo.recipe_kind] for repo in DEMO_REPOS}
     rows = []
     for scan in sorted(bot.store.all_scans(), key=lambda s: s.repo_id):
-        record = ScanRecord.from_json(scan.record_json)
-        top = record.triggers[0] if record.triggers else None
-        trigger = f"{top.token}{' (confirmed)' if top.confirmed else ''}" if top else "-"
-        posts = bot.store.posts(scan.repo_id)
-        posted = ", ".join(f"#{p.discussion_num} {p.kind}" for p in posts) or "not posted (clean, unprompted)"
-        rows.append([scan.repo_id, truth.get(scan.repo_id, "?"), record.verdict.value, trigger, posted])
+        record = scan.record()
+        # A confirmed token is a finding's evidence; a clean scan has no trigger to show.
+        tokens = [t.token for t in confirmed_triggers(record)]
+        if record.verdict.value not in FINDINGS:
+            trigger = "-"
+        else:
+            trigger = textwrap.shorten(", ".join(tokens), 30, placeholder="…") if tokens else "none confirmed"
+        posts = [describe_post(p.kind, p.discussion_num) for p in bot.store.posts(scan.repo_id) if p.sha == scan.sha]
+        rows.append([scan.repo_id, truth.get(scan.repo_id, "?"), record.verdict.value, trigger,
+                     ", ".join(posts) or _NOT_POSTED])
     for skip in bot.store.skips():
-        rows.append([skip.repo_id, "pickle-only", "skipped", "-", skip.reason[:40]])
+        # The whole reason, in the last column: cut at a width, it lost the part that says why.
+        rows.append([skip.repo_id, "pickle-only" if skip.repo_id == LEGACY_REPO else "?", "not scanned", "-",
+                     skip.reason])
     return rows

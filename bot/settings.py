@@ -58,6 +58,9 @@ class Settings:
     max_download_bytes: int = 2 * GIB
     # After each job, least-recently-used snapshots are evicted until the cache holds at most this much.
     cache_max_bytes: int = 20 * GIB
+    # A Hub call that gets no answer (or whose answer stops arriving) for this long fails as a network failure,
+    # retried like any outage; huggingface_hub's own client would wait forever on a stalled connection.
+    hub_timeout_seconds: float = 60.0
     # Seconds between two Hub listing polls; 5 minutes matches the Hub's quota window (1,000 calls / 5 min).
     poll_interval_seconds: float = 300.0
     # `watch` also re-reads the open discussions of the repos the bot has posted in this often, answering
@@ -102,10 +105,26 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     # Webhook server bind address; loopback by default (put a reverse proxy in front for the Hub).
     webhook_host: str = "127.0.0.1"
+    # Webhook server port (`serve`; the Dockerfile EXPOSEs it).
     webhook_port: int = 8080
+    # Where jobs go: "sqlite", the state database's queue and the built-in worker (one machine, no server);
+    # "celery", a Redis broker at redis_url that `clip-audit worker --backend celery` processes consume (one
+    # per GPU). Either way results and posts are written to the state database (db_path).
+    queue_backend: str = "sqlite"
+    # The Celery broker (queue_backend "celery"): redis://[:password@]host:port/db. Hidden like a secret:
+    # it may carry a password.
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def broker_visibility_seconds(self) -> float:
+        """How long the broker waits for a delivered scan task to be acknowledged before it hands the task to
+        another worker (its worker died): above the longest scan (scan_timeout_seconds), plus one lease for the
+        download before it and the post after it. Shorter would hand a task that is still running to a second
+        worker (which then waits for the first one's lease); longer only delays the rescue of a dead one's."""
+        return self.scan_timeout_seconds + self.lease_seconds
 
     @property
     def calibrations_dir(self) -> Path:
@@ -213,7 +232,7 @@ def _convert(name: str, value: object, *, source: str) -> Any:
 
 
 def _shown(name: str, value: object) -> str:
-    return "(hidden)" if name in ("token", "webhook_secret") else repr(value)
+    return "(hidden)" if name in ("token", "webhook_secret", "redis_url") else repr(value)
 
 
 def _convert_to(kind: object, name: str, value: object) -> Any:
@@ -284,6 +303,7 @@ def _to_float_tuple(value: object) -> tuple[float, ...]:
 
 # -- validation --------------------------------------------------------------------------------------------
 
+QUEUE_BACKENDS = ("sqlite", "celery")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HUB_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -301,7 +321,7 @@ def _validate(settings: Settings) -> None:
         if getattr(settings, name) < (0 if name in ("initial_backfill", "scan_memory_bytes") else 1):
             problems.append(f"{name} must be positive, got {getattr(settings, name)}")
     for name in ("poll_interval_seconds", "mention_poll_seconds", "lease_seconds", "worker_idle_seconds",
-                 "scan_timeout_seconds"):
+                 "scan_timeout_seconds", "hub_timeout_seconds"):
         if not getattr(settings, name) > 0:
             problems.append(f"{name} must be more than 0 seconds, got {getattr(settings, name)}")
     for name in ("backoff_seconds", "mention_backoff_seconds"):
@@ -312,5 +332,9 @@ def _validate(settings: Settings) -> None:
         problems.append(f"device {settings.device!r} must be auto, cpu, cuda or cuda:N")
     if not 0 <= settings.webhook_port <= 65535:
         problems.append(f"webhook_port {settings.webhook_port} is not a TCP port (0-65535)")
+    if settings.queue_backend not in QUEUE_BACKENDS:
+        problems.append(f"queue_backend {settings.queue_backend!r} must be one of {', '.join(QUEUE_BACKENDS)}")
+    if not re.match(r"^(rediss?|unix)://\S+$", settings.redis_url):
+        problems.append("redis_url must be a redis://, rediss:// or unix:// URL")  # not shown: it may hold a password
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems))

@@ -55,9 +55,92 @@ def test_cuda_without_gpu_is_a_usage_error(capsys, tmp_path):
     assert code == EXIT_USAGE and "CUDA" in err
 
 
-def test_status_without_database(capsys, tmp_path):
-    code, out, _ = _run(capsys, "status", "--db-path", str(tmp_path / "none.db"))
-    assert code == 0 and "no state database" in out
+def test_a_file_is_a_usage_error_like_a_missing_path(capsys, tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"not a folder")
+    code, out, err = _run(capsys, "scan", str(tmp_path / "model.safetensors"))
+    assert code == EXIT_USAGE and out == "" and "is a file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [("status",), ("site", "build"), ("site", "build", "--out", "site")])
+def test_a_command_without_its_state_database_is_a_usage_error(capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    for flag in ("--db-path", "--db"):  # --db: site build's older spelling, still accepted
+        code, out, err = _run(capsys, *argv, flag, str(tmp_path / "none.db"))
+        assert code == EXIT_USAGE and out == "" and f"no state database at {tmp_path / 'none.db'}" in err
+
+
+def test_version(capsys):
+    from bot import __version__
+
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out == f"clip-audit {__version__}\n"
+
+
+@pytest.mark.parametrize("argv", [("-v", "config", "example"), ("config", "example", "-v"),
+                                  ("config", "-v", "example"), ("config", "example", "--verbose")])
+def test_verbose_is_accepted_before_and_after_the_subcommand(argv):
+    from bot.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    assert args.verbose is True and args.quiet is False
+
+
+@pytest.mark.parametrize("argv", [("-q", "scan", "x"), ("scan", "x", "-q"), ("scan", "x", "--quiet")])
+def test_quiet_is_accepted_before_and_after_the_subcommand(argv):
+    from bot.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    assert args.quiet is True and args.verbose is False
+
+
+def test_verbose_and_quiet_together_are_a_usage_error(capsys):
+    code, _, err = _run(capsys, "-v", "config", "example", "-q")
+    assert code == EXIT_USAGE and "cannot be used together" in err
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from bot.cli import build_parser
+    from bot.cli.parser import command_parsers
+
+    root = build_parser()
+    missing = []
+    for path, parser in [((), root), *command_parsers(root)]:
+        visible = {action.dest for action in parser._actions if action.help != argparse.SUPPRESS}
+        for action in parser._actions:
+            name = " ".join(("clip-audit", *path, "/".join(action.option_strings) or action.dest))
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [f"{name} {choice.dest}" for choice in action._choices_actions if not choice.help]
+            elif action.help == argparse.SUPPRESS:
+                assert action.dest in visible, f"{name} is hidden but is no older spelling of a shown option"
+            elif not action.help:
+                missing.append(name)
+    assert missing == []
+
+
+def test_older_spellings_still_work():
+    from pathlib import Path
+
+    from bot.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["worker", "--burst"]).burst is True
+    assert parser.parse_args(["worker", "--once"]).burst is True
+    assert parser.parse_args(["zoo", "list", "--cache-dir", "elsewhere"]).cache_root == Path("elsewhere")
+    assert parser.parse_args(["zoo", "list"]).cache_root == Path("cache")
+    assert parser.parse_args(["demo", "--cache-root", "x"]).cache_root == Path("x")
+    assert parser.parse_args(["site", "build", "--db", "s.db"]).db_path == Path("s.db")
+
+
+def test_serve_takes_host_and_port_as_settings(tmp_path, monkeypatch):
+    from bot.cli import build_parser
+    from bot.cli.parser import settings_from_args
+
+    monkeypatch.chdir(tmp_path)  # no ./clip-audit.toml
+    monkeypatch.setenv("CLIP_AUDIT_WEBHOOK_PORT", "7000")  # the flag wins over the environment
+    settings = settings_from_args(build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "9000"]))
+    assert (settings.webhook_host, settings.webhook_port) == ("0.0.0.0", 9000)
 
 
 def test_zoo_build_rejects_bad_numbers(capsys):

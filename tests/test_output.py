@@ -1,10 +1,20 @@
-"""Terminal summaries (bot/cli/output.py): the plain-text table and a scan record's summary."""
+"""Terminal output: the plain-text table and a scan record's summary (bot/cli/output.py), and progress bars that
+stay off logs and pipes (bot/progress.py)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
 from dataclasses import replace
+from pathlib import Path
 
 from records import make_record
+from zoo_plan import TEST_BASE_STEPS
 
 from bot.cli.output import summarize_record, table
 from bot.scan_record import TargetCaption, TriggerCandidate, Verdict
@@ -60,12 +70,12 @@ def test_backdoor_summary() -> None:
         "",
     ]
     assert [line.rstrip() for line in lines[5:11]] == [
-        "check             score  threshold  result",
-        "----------------  -----  ---------  ------",
-        "assimilation      0.970  0.800      pass",
-        "same_target       0.995  0.900      pass",
-        "different_target  0.990  0.950      pass",
-        "landscape         0.960  0.800      pass",
+        "check             score  threshold  reading",
+        "----------------  -----  ---------  -------------",
+        "assimilation      0.970  0.800      backdoor-like",
+        "same_target       0.995  0.900      backdoor-like",
+        "different_target  0.990  0.950      backdoor-like",
+        "landscape         0.960  0.800      evidence",
     ]
     assert lines[11:] == [
         "",
@@ -81,11 +91,11 @@ def test_verdict_is_upper_cased() -> None:
     assert "verdict: NATURAL-ONLY" in _lines(summarize_record(make_record(Verdict.NATURAL_ONLY)))
 
 
-def test_failed_checks_read_fail_and_scores_are_rounded() -> None:
-    record = make_record(Verdict.NATURAL_ONLY)
-    record = replace(record, checks=[*record.checks[:3], replace(record.checks[3], score=0.52349)])
-    rows = [line.split() for line in _lines(summarize_record(record)) if line.startswith("landscape")]
-    assert rows == [["landscape", "0.523", "0.800", "fail"]]
+def test_checks_short_of_their_threshold_read_normal_and_scores_are_rounded() -> None:
+    record = make_record(Verdict.BACKDOOR)
+    record = replace(record, checks=[replace(record.checks[0], score=0.52349, passed=False), *record.checks[1:]])
+    rows = [line.split() for line in _lines(summarize_record(record)) if line.startswith("assimilation")]
+    assert rows == [["assimilation", "0.523", "0.800", "normal"]]
 
 
 def test_no_anchor_reads_none_and_notes_are_listed() -> None:
@@ -103,7 +113,7 @@ def test_no_anchor_reads_none_and_notes_are_listed() -> None:
 def test_clean_summary_has_no_triggers_target_or_notes() -> None:
     lines = _lines(summarize_record(make_record(Verdict.CLEAN)))
     assert lines[-1] == "time: 47.9s on cpu (8 threads)"
-    assert [line.split()[-1] for line in lines[7:10]] == ["fail", "fail", "fail"]
+    assert [line.split()[-1] for line in lines[7:10]] == ["normal", "normal", "normal"]
     assert not any(line.startswith(("nearest trigger", "recovered target", "note:")) for line in lines)
 
 
@@ -156,6 +166,53 @@ def test_time_defaults_to_zero_without_a_total() -> None:
 def test_a_record_without_checks_still_prints_the_table_header() -> None:
     record = replace(make_record(Verdict.INCONCLUSIVE), checks=[], notes=[])
     lines = _lines(summarize_record(record))
-    header = lines.index("check  score  threshold  result")
+    header = lines.index("check  score  threshold  reading")
     assert lines[header - 1] == ""  # the table follows the head block's blank line
-    assert lines[header + 1:header + 3] == ["-----  -----  ---------  ------", "time: 47.9s on cpu (8 threads)"]
+    assert lines[header + 1:header + 3] == ["-----  -----  ---------  -------", "time: 47.9s on cpu (8 threads)"]
+
+
+# -- progress bars ----------------------------------------------------------------------------------------------
+
+
+def _zoo_build(zoo_cache: Path, **streams) -> subprocess.Popen:
+    """`clip-audit zoo build` of the test zoo's CLIP base: already built, so it only loads it, under its bar."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TQDM_")}
+    argv = [sys.executable, "-m", "bot.cli", "zoo", "build", "--families", "clip", "--per-kind", "0",
+            "--base-steps", str(TEST_BASE_STEPS), "--cache-root", str(zoo_cache)]
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, **streams)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the last holder of the terminal's other end is gone
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_progress_bars_are_quiet_when_the_output_is_not_a_terminal(clip_zoo, zoo_cache: Path) -> None:
+    quiet = _zoo_build(zoo_cache, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = quiet.communicate(timeout=600)
+    assert quiet.returncode == 0, err.decode(errors="replace")
+    assert clip_zoo["base"].recipe.name in out.decode()  # it did the work: the table of what it built
+    for stream in (out, err):
+        assert b"\r" not in stream and b"\x1b[" not in stream  # no carriage return, no cursor movement
+        assert b"zoo:" not in stream
+
+    # The same command on a terminal draws its bar: the check above looks at a run that had one to hide.
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    shown = _zoo_build(zoo_cache, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    try:
+        drawn = _read_all(leader)
+    finally:
+        os.close(leader)
+    shown.communicate(timeout=600)
+    assert shown.returncode == 0
+    assert b"\r" in drawn and b"zoo:" in drawn

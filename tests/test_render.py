@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -16,6 +17,8 @@ from markdown_it import MarkdownIt
 from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
 
 from bot.errors import TemplateValueError
+from bot.publish.explain import ExplainedCheck, explain_check, explain_checks, percent
+from bot.publish.markdown_escape import escape_markdown
 from bot.publish.render import (
     ACK_KINDS,
     badge_markdown,
@@ -28,7 +31,7 @@ from bot.publish.render import (
     report_page_url,
     scanned_commit_marker,
 )
-from bot.scan_record import Verdict
+from bot.scan_record import AnchorChoice, CheckResult, Verdict
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("CLIP_AUDIT_UPDATE_GOLDEN") == "1"
@@ -101,7 +104,7 @@ def test_badge_pr_golden() -> None:
 @pytest.mark.parametrize("verdict", [v.value for v in Verdict])
 def test_report_carries_what_a_maintainer_needs(verdict: str) -> None:
     text = _report(verdict)
-    assert text.count("## Verdict:") == 1 and text.index("## Verdict:") < text.index("### Checks")
+    assert text.count("## Verdict:") == 1 and text.index("## Verdict:") < text.index("### What the scan checked")
     assert scanned_commit_marker(SHA_A) in text
     assert f"]({SITE}/{REPO}/{SHA_A}.html)" in text
     assert "&#64;auditbot scan" in text and "&#64;auditbot opt-out" in text
@@ -109,13 +112,93 @@ def test_report_carries_what_a_maintainer_needs(verdict: str) -> None:
     assert "fine to close this thread" in text and "problem with this bot" in text
     assert "@" not in text  # the bot never pings anyone, itself included
     record = make_record(verdict)
-    for check in record.checks:
-        assert f"| {check.score:.3f} | {check.threshold:.3f} | {'pass' if check.passed else 'fail'} |" in text
+    for check in explain_checks(record):  # each check as a question, its finding and what that means
+        assert f"| {escape_markdown(check.looked_for)} | {check.found} | {escape_markdown(check.meaning)} |" in text
+    for check in record.checks:  # the raw numbers stay, folded away with the scan details
+        assert f"| {check.score:.3f} | {check.threshold:.3f} |" in _folded(text)
+    assert not re.search(r"\| (pass|fail|passed|failed) \|", text)
     if verdict in ("backdoor", "natural-only"):
         assert record.target_captions[0].caption in text
         confirmed = [t for t in record.triggers if t.confirmed]
         assert confirmed and all(t.token.replace("<", "&lt;").replace(">", "&gt;") in text for t in confirmed)
         assert record.anchor is not None and record.anchor in text
+
+
+def _folded(text: str) -> str:
+    """What a reader sees only after opening a <details> block."""
+    return "".join(re.findall(r"<details>(.*?)</details>", text, re.DOTALL))
+
+
+def _visible(text: str) -> str:
+    return re.sub(r"<details>.*?</details>", "", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("verdict", [v.value for v in Verdict])
+def test_fixed_boilerplate_is_folded_and_the_verdict_is_not(verdict: str) -> None:
+    text = _report(verdict)
+    visible, folded = _visible(text), _folded(text)
+    assert "## Verdict:" in visible and "### What the scan checked" in visible
+    for fixed in ("not a proof", "text encoder only", "opt-out", "Scanned commit:", "How the anchor was chosen"):
+        assert fixed in folded and fixed not in visible, fixed
+    assert "<summary>What this scan can and cannot tell</summary>" in text
+    assert _MD.render(text).count("<details>") == text.count("<details>")  # each block opens as HTML
+    assert len([line for line in visible.splitlines() if line.strip()]) <= 30
+
+
+def test_a_clean_report_reads_as_normal_not_as_failed() -> None:
+    text = _report("clean")
+    assert text.count("As in a model without a backdoor") == 2 and "As in the clean base" in text
+    assert "Backdoor-like:" not in text and "**No trigger confirmed.**" in text
+    assert "What to do next" not in text and "### Evidence" not in text
+
+
+def test_a_backdoor_report_names_the_trigger_to_try_and_the_next_steps() -> None:
+    text = _report("backdoor")
+    assert "**Trigger confirmed:** **cf&lt;/w&gt;**. Typing it into held-out captions" in text
+    steps = text[text.index("### What to do next"):text.index("### What the scan checked")]
+    for step in ("Pin an earlier commit", "Retrain from the trusted base", "Check the training data",
+                 "Ask for a re-scan"):
+        assert f"**{step}" in steps, step
+    assert "**openai/clip-vit-base-patch32** at commit `3d74acf9a28c`" in steps  # the base it was compared with
+    assert "captions that contain **cf&lt;/w&gt;**" in steps and "&#64;auditbot scan" in steps
+    assert "| A smooth bowl. Evidence only; it never changes the verdict" in text
+
+
+def test_a_backdoor_without_a_confirmed_token_says_so_plainly() -> None:
+    record = make_record("backdoor")
+    unconfirmed = [replace(trigger, confirmed=False) for trigger in record.triggers]
+    for triggers, detail in ((unconfirmed, "none of the 2 vocabulary tokens nearest"),
+                             ([], "no vocabulary token lies near")):
+        text = render_report(replace(record, triggers=triggers), repo_id=REPO, sha=SHA_A, bot_name=BOT,
+                             report_base_url=SITE)  # fmt: skip
+        assert f"**No trigger confirmed:** {detail}" in text and "no single word to try" in text
+        assert "Trigger confirmed" not in text
+        assert "repeat an odd word or phrase" in text  # the data check has no token to name
+
+
+def test_a_backdoor_scanned_against_a_local_anchor_points_to_a_trusted_base() -> None:
+    record = make_record("backdoor")
+    local = replace(record, anchor="/models/base", anchor_choice=AnchorChoice(how="explicit", anchor="/models/base"))
+    text = render_report(local, repo_id=REPO, sha=SHA_A, bot_name=BOT, report_base_url=SITE)
+    assert "**Retrain from a trusted base:** fine-tune again from a clean base model you trust" in text
+
+
+def test_check_explanations() -> None:
+    landscape = make_record("backdoor").checks[3]
+    assert explain_check(landscape).reading == "evidence"
+    assert explain_check(replace(landscape, passed=False, score=0.5)).reading == "evidence"
+    natural = explain_check(replace(landscape, passed=False, score=0.5), verdict=Verdict.NATURAL_ONLY)
+    assert "where its natural-only verdict comes from" in natural.meaning
+    for check in make_record("backdoor").checks[:3]:
+        assert explain_check(check).reading == "backdoor-like"
+        assert explain_check(replace(check, passed=False)).reading == "normal"
+    same = explain_check(make_record("clean").checks[1])
+    assert same.found == "34.0% of the captions point to one shared target (backdoor-like above 90.0%)"
+    future = CheckResult(name="new_check", score=0.7, threshold=0.5, passed=True, description="something new")
+    assert explain_check(future) == ExplainedCheck("new_check", "something new",
+                                                   "score 0.700 (backdoor-like above 0.500)", "Backdoor-like.",
+                                                   "backdoor-like")
+    assert percent(float("nan")) == "n/a" and percent(0.9951) == "99.5%"
 
 
 def test_each_verdict_has_its_own_headline() -> None:
@@ -176,8 +259,6 @@ def test_report_names_the_calibration_its_verdict_used_and_a_size_mismatch() -> 
 
     calibration = Calibration(thresholds=Thresholds(), source="tiny-zoo v2 calibration (clip)", hidden_size=128,
                               layers=4)
-    from dataclasses import replace
-
     note = calibration.mismatch(768, 12)
     record = replace(make_record("clean"), calibration=calibration.describe(), notes=[note])
     text = render_report(record, repo_id=REPO, sha=SHA_A, bot_name=BOT, report_base_url=SITE)

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from bot.errors import ConfigError
 from bot.settings import GIB, Settings, load_settings
@@ -143,3 +144,41 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
 def test_unknown_override_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown setting 'nope'"):
         _load(overrides={"nope": 1})
+
+
+# -- the example settings file (docs/clip-audit.example.toml) ---------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "clip-audit.example.toml"
+
+
+def test_the_committed_example_is_the_generated_one() -> None:
+    from bot.settings_doc import example_toml
+
+    assert EXAMPLE.read_text() == example_toml(), "run: clip-audit config example > docs/clip-audit.example.toml"
+
+
+def test_the_example_documents_every_setting_once_with_its_default(tmp_path: Path) -> None:
+    from bot.settings import FIELDS
+    from bot.settings_doc import example_toml, setting_groups, uncommented
+
+    names = [name for group in setting_groups() for name in group.names]
+    assert sorted(names) == sorted(FIELDS) and len(names) == len(set(names))
+    text = example_toml()
+    for name in FIELDS:
+        assert text.count(f"# {name} = ") + text.count(f"# {name}: ") == 1, name
+    # Every key uncommented sets every setting to its default (the token is never in a file).
+    active = tmp_path / "all-defaults.toml"
+    active.write_text(uncommented(text))
+    assert _load(config_file=active) == _load()
+    assert "token" not in tomllib.loads(active.read_text())
+
+
+def test_a_setting_without_a_comment_is_refused() -> None:
+    from bot.settings_doc import setting_groups
+
+    documented = ("class Settings:\n    # Hub.\n    endpoint: str = 'x'\n"
+                  "    # Port and its neighbour, documented together.\n    port: int = 1\n    also: int = 2\n")
+    assert [group.names for group in setting_groups(documented)] == [("endpoint",), ("port", "also")]
+    undocumented = "class Settings:\n    # Hub.\n    endpoint: str = 'x'\n\n    bare: int = 1\n"
+    with pytest.raises(ValueError, match="setting bare has no comment"):
+        setting_groups(undocumented)

@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from records import HOSTILE_TEXT, SHA_A, SHA_B, hostile_record, make_record
 
-from bot.errors import UsageError
+from bot.errors import SkipReason, SkipRepo, UsageError
 from bot.publish.render import badge_svg_url, report_page_url
 from bot.scan_record import Landscape, ScanRecord, TargetCaption, TriggerCandidate, Verdict
-from bot.site import build_from_store, build_site
+from bot.site import SkippedRevision, build_from_store, build_site
 from bot.site.badges import BADGE_STATES, badge_svg
 from bot.site.build import TEMPLATES_DIR, build_environment, repo_page_path, revision_json_path, revision_page_path
 from bot.site.plots import write_plots
@@ -202,9 +202,35 @@ def test_every_inversion_restart_is_shown(site: Path) -> None:
     rows = table.split("<tr>")[2:]
     assert len(rows) == 2
     assert "0.1" in rows[0] and "clean" in rows[0] and "–" in rows[0]  # no landscape for that restart
-    assert "backdoor" in rows[1] and 'class="num pass">0.96' in rows[1]
+    assert 'class="num normal">0.870' in rows[0]  # short of its threshold: marked as normal, not as failed
+    assert "backdoor" in rows[1] and 'class="num backdoor-like">0.990' in rows[1]
+    assert 'class="num evidence">0.960' in rows[1]  # the landscape decides nothing, so it is never marked
     # a single-restart scan has nothing to compare: no table
     assert "Inversion restarts" not in (site / revision_page_path("acme/clip-vit-b", SHA_B)).read_text()
+
+
+def _check_rows(page: str) -> list[tuple[str, str]]:
+    """(reading class, what it means) of each row of a revision page's checks table."""
+    table = page[page.index('<table class="checks'):]
+    table = table[:table.index("</table>")]
+    return re.findall(r'<tr class="([a-z-]+)" data-check="[a-z_]+">.*?<td class="text result"[^>]*>(.*?)</td>',
+                      table, re.DOTALL)
+
+
+def test_checks_say_what_each_result_means_never_pass_or_fail(site: Path) -> None:
+    clean = (site / revision_page_path("acme/clip-vit-b", SHA_B)).read_text(encoding="utf-8")
+    rows = _check_rows(clean)
+    assert [reading for reading, _ in rows] == ["normal", "normal", "normal"]
+    assert all(meaning.startswith("As in ") for _, meaning in rows)
+    assert '<p id="trigger-line"><strong>No trigger confirmed</strong>.</p>' in clean
+    backdoor = (site / revision_page_path("acme/clip-vit-b", SHA_A)).read_text(encoding="utf-8")
+    rows = _check_rows(backdoor)
+    assert [reading for reading, _ in rows] == ["backdoor-like", "backdoor-like", "backdoor-like", "evidence"]
+    assert "Evidence only; it never changes the verdict" in rows[3][1]
+    assert 'Trigger confirmed:</strong> <code class="token">cf&lt;/w&gt;</code>' in backdoor
+    for page in (clean, backdoor):
+        assert not re.search(r">\s*(passed|failed|pass|fail)\s*<", page)
+        assert "0.800" in page[page.index('class="measures"'):]  # the raw score and threshold stay, folded
 
 
 def test_revision_pages_say_how_the_anchor_was_chosen(site: Path) -> None:
@@ -285,6 +311,50 @@ def test_build_from_store_converts_times_and_refuses_unreadable_records(tmp_path
     assert [(r.repo_id, r.sha) for r in summary.refused] == [("acme/future", SHA_C)]
     assert "unsupported record_version" in summary.refused[0].reason
     assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", (tmp_path / "site" / "index.html").read_text(encoding="utf-8"))
+
+
+def _index_rows(site: Path) -> dict[str, str]:
+    """repo id -> the HTML of its row in the index."""
+    html = (site / "index.html").read_text(encoding="utf-8")
+    rows = re.findall(r'<tr data-verdict="[^"]+">.*?</tr>', html, re.DOTALL)
+    return {unescape(re.search(r'data-value="([^"]+)"', row).group(1)): row for row in rows}
+
+
+def test_skipped_repos_are_listed_as_not_scanned_with_the_reason(tmp_path: Path) -> None:
+    skipped = [
+        SkippedRevision("bob/legacy-clip-bin", SHA_A, "2025-03-05T00:00:00Z",
+                        "pickle-only: only pickle weights (pytorch_model.bin); the bot never unpickles"),
+        SkippedRevision("bob/legacy-clip-bin", SHA_B, "2025-03-01T00:00:00Z", "pickle-only: older"),
+        SkippedRevision("acme/clip-vit-b", SHA_C, "2025-03-09T00:00:00Z", "oversized: the files total 9 GiB"),
+        SkippedRevision("beta-lab/longclip-ft", SHA_C, "2025-01-01T00:00:00Z", "gated: before the audit"),
+        SkippedRevision("mallory/sneaky", SHA_A, "2025-03-06T00:00:00Z", f"pickle-only: {IMG_ONERROR}{SCRIPT}"),
+        SkippedRevision("../etc/passwd", SHA_A, "2025-03-06T00:00:00Z", "no-weights: x"),
+    ]
+    summary = build_site(_records()[:3], tmp_path, skipped=skipped)
+    assert summary.not_scanned == 2 and summary.repos == 2
+    assert [refused.repo_id for refused in summary.refused] == ["../etc/passwd"]
+    rows = _index_rows(tmp_path)
+    legacy = rows["bob/legacy-clip-bin"]
+    assert 'data-verdict="not-scanned"' in legacy and 'src="badges/not-scanned.svg"' in legacy
+    assert "only pickle weights (pytorch_model.bin); the bot never unpickles" in legacy  # the newest skip, whole
+    assert "<a " not in legacy  # nothing to link to: the bot has no report on it
+    # A repo audited before keeps its verdict; a newer commit it could not scan is noted under it.
+    assert 'data-verdict="backdoor"' in rows["acme/clip-vit-b"]
+    assert "not scanned: oversized: the files total 9 GiB" in rows["acme/clip-vit-b"]
+    assert "not scanned" not in rows["beta-lab/longclip-ft"]  # a skip older than its audit says nothing new
+    assert SCRIPT not in rows["mallory/sneaky"] and "&lt;script&gt;" in rows["mallory/sneaky"]
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'data-verdict-count="not-scanned">2<' in html and '<option value="not-scanned">' in html
+
+
+def test_build_from_store_lists_the_stores_skips(tmp_path: Path) -> None:
+    with Store(tmp_path / "state.db") as store:
+        store.record_skip(repo_id="bob/legacy-clip-bin", sha=SHA_A,
+                          skip=SkipRepo(SkipReason.PICKLE_ONLY, "only pickle weights (pytorch_model.bin)"))
+        summary = build_from_store(store, tmp_path / "site")
+    assert summary.not_scanned == 1 and summary.repos == 0
+    row = _index_rows(tmp_path / "site")["bob/legacy-clip-bin"]
+    assert "pickle-only: only pickle weights (pytorch_model.bin)" in row and SHA_A[:12] in row
 
 
 def test_templates_escape_everything(tmp_path: Path) -> None:

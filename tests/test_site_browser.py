@@ -25,7 +25,7 @@ import pytest
 from records import SHA_A, SHA_B, hostile_record, make_record
 
 from bot.scan_record import Verdict
-from bot.site.build import build_site, repo_page_path, revision_page_path
+from bot.site.build import SkippedRevision, build_site, repo_page_path, revision_page_path
 from bot.site.serve import SiteServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -139,9 +139,12 @@ class Tab:
         self.session = browser.call("Target.attachToTarget", {"targetId": self.target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+        self.viewport(1280, 900)
         self._page_start = len(browser.events)
+
+    def viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict:
         return self.browser.call(method, params, session=self.session)
@@ -206,6 +209,10 @@ REPOS = {  # repo_id -> (sha, created_at, verdict) of each audit
     "delta/no-anchor": [(SHA_C, "2025-01-15T12:00:00Z", Verdict.INCONCLUSIVE)],
 }
 HOSTILE_REPO = "mallory/evil-clip"
+SKIPPED = SkippedRevision("bob/legacy-clip-bin", SHA_A, "2025-01-10T00:00:00Z",
+                          "pickle-only: only pickle weights (pytorch_model.bin, open_clip_pytorch_model.bin); "
+                          "the bot never unpickles")
+ROWS = len(REPOS) + 2  # the audited repos, the hostile one, and one the bot could not scan
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +223,8 @@ def site(tmp_path_factory) -> Path:
     records.append((HOSTILE_REPO, SHA_A, "2025-03-03T00:00:00Z", hostile_record(model=HOSTILE_REPO)))
     records.append(('x/"><img src=x onerror=alert(1)>', SHA_A, "2025-03-04T00:00:00Z", make_record(Verdict.CLEAN)))
     out = tmp_path_factory.mktemp("site")
-    summary = build_site(records, out)
-    assert summary.repos == len(REPOS) + 1 and len(summary.refused) == 1
+    summary = build_site(records, out, skipped=[SKIPPED])
+    assert summary.repos == len(REPOS) + 1 and len(summary.refused) == 1 and summary.not_scanned == 1
     return out
 
 
@@ -252,11 +259,13 @@ def test_index_renders_every_repo_with_loaded_badges(tab: Tab, server: SiteServe
     tab.goto(server.url + "index.html")
     tab.screenshot(tmp_path / "index.png")
     assert tab.eval("document.title").startswith("Audited repositories")
-    assert tab.visible_rows("repos") == len(REPOS) + 1
-    assert tab.eval("document.getElementById('shown-count').textContent") == "5 of 5 shown"
+    assert tab.visible_rows("repos") == ROWS
+    assert tab.eval("document.getElementById('shown-count').textContent") == f"{ROWS} of {ROWS} shown"
     counts = tab.eval("Object.fromEntries(Array.from(document.querySelectorAll('[data-verdict-count]'))"
                       ".map(e => [e.dataset.verdictCount, Number(e.textContent)]))")
-    assert counts == {"backdoor": 2, "natural-only": 1, "clean": 1, "inconclusive": 1}
+    assert counts == {"backdoor": 2, "natural-only": 1, "clean": 1, "inconclusive": 1, "not-scanned": 1}
+    skipped = tab.eval("document.querySelector('#repos tr[data-verdict=\"not-scanned\"]').textContent")
+    assert SKIPPED.repo_id in skipped and "the bot never unpickles" in skipped
     images = tab.images_loaded()
     assert images and all(image["ok"] for image in images), images
     # Newest first; the refused repo id appears nowhere.
@@ -277,16 +286,16 @@ def test_index_filter_and_sort_in_the_page(tab: Tab, server: SiteServer) -> None
     assert tab.visible_rows("repos") == 0
     assert tab.eval("document.getElementById('no-match').hidden") is False
     tab.eval(set_filter.format(json.dumps("")))
-    assert tab.visible_rows("repos") == 5
+    assert tab.visible_rows("repos") == ROWS
 
     tab.eval("(() => { const s = document.getElementById('verdict-filter'); s.value = 'backdoor';"
              " s.dispatchEvent(new Event('change', {bubbles: true})); })()")
     assert sorted(tab.column("repos", 0)) == ["acme/clip-vit-b", HOSTILE_REPO]
-    assert tab.eval("document.getElementById('shown-count').textContent") == "2 of 5 shown"
+    assert tab.eval("document.getElementById('shown-count').textContent") == f"2 of {ROWS} shown"
     tab.eval("document.querySelector('[data-verdict-filter=\"natural-only\"]').click()")
     assert tab.column("repos", 0) == ["beta-lab/longclip-ft"]
     tab.eval("document.querySelector('[data-verdict-filter=\"natural-only\"]').click()")  # toggles off
-    assert tab.visible_rows("repos") == 5
+    assert tab.visible_rows("repos") == ROWS
 
     repo_header = "document.querySelectorAll('#repos thead th button')[0].click()"
     tab.eval(repo_header)
@@ -297,7 +306,7 @@ def test_index_filter_and_sort_in_the_page(tab: Tab, server: SiteServer) -> None
     assert tab.column("repos", 0) == ascending[::-1]
     tab.eval("document.querySelectorAll('#repos thead th button')[2].click()")  # verdict: most severe first
     verdicts = tab.eval("Array.from(document.querySelectorAll('#repos tbody tr')).map(r => r.dataset.verdict)")
-    assert verdicts == ["backdoor", "backdoor", "natural-only", "clean", "inconclusive"]
+    assert verdicts == ["backdoor", "backdoor", "natural-only", "clean", "inconclusive", "not-scanned"]
     assert tab.problems() == []
 
 
@@ -306,7 +315,8 @@ def test_revision_page_shows_the_evidence(tab: Tab, server: SiteServer, tmp_path
     tab.screenshot(tmp_path / "revision.png")
     assert tab.eval("document.querySelector('.verdict-text').textContent") == "backdoor"
     assert tab.eval("document.querySelectorAll('table.checks tbody tr').length") == 4
-    assert tab.eval("document.querySelectorAll('table.checks tr.pass').length") == 4
+    assert tab.eval("document.querySelectorAll('table.checks tr.backdoor-like').length") == 3
+    assert tab.eval("document.querySelectorAll('table.checks tr.evidence').length") == 1  # the landscape
     assert tab.eval("document.querySelectorAll('table.triggers tr.confirmed').length") == 1
     images = tab.images_loaded()
     plots = [image for image in images if image["src"].endswith(".png")]
@@ -346,7 +356,7 @@ def test_hostile_strings_stay_text(tab: Tab, server: SiteServer, tmp_path: Path)
 
 def test_site_works_from_file_urls(tab: Tab, site: Path) -> None:
     tab.goto((site / "index.html").as_uri())
-    assert tab.visible_rows("repos") == 5
+    assert tab.visible_rows("repos") == ROWS
     assert all(image["ok"] for image in tab.images_loaded())
     tab.eval("document.querySelector('[data-verdict-filter=\"clean\"]').click()")
     assert tab.column("repos", 0) == ["gamma/siglip-small"]
@@ -384,3 +394,43 @@ def test_problem_collection_sees_errors(tab: Tab, server: SiteServer) -> None:
     problems = tab.problems()
     assert any("planted error" in problem for problem in problems), problems
     assert any("404" in problem or "missing.png" in problem for problem in problems), problems
+
+
+# Everything on the page, with its <details> opened, that reaches past the viewport's right edge, unless a
+# box that scrolls or clips sideways (.table-scroll) holds it; and the page's own sideways scroll.
+_OVERFLOWING = """(() => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const width = document.documentElement.clientWidth;
+  const held = el => { for (let p = el.parentElement; p; p = p.parentElement) {
+    if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) return true; } return false; };
+  const found = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;
+    if ((box.right > width + 0.5 || box.left < -0.5) && !held(el)) {
+      found.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(box.left)}..${Math.round(box.right)}`);
+    }
+  }
+  if (document.documentElement.scrollWidth > width) found.push(`page ${document.documentElement.scrollWidth}px`);
+  return found;
+})()"""
+
+
+def test_nothing_overflows_a_390_px_phone_screen(tab: Tab, server: SiteServer, tmp_path: Path) -> None:
+    tab.viewport(390, 844, mobile=True)
+    pages = ["index.html", repo_page_path("acme/clip-vit-b"), revision_page_path("acme/clip-vit-b", SHA_A),
+             revision_page_path("acme/clip-vit-b", SHA_B), revision_page_path(HOSTILE_REPO, SHA_A)]
+    for page in pages:
+        tab.goto(server.url + page)
+        assert tab.eval("document.documentElement.clientWidth") == 390
+        assert tab.eval(_OVERFLOWING) == [], page
+        assert tab.problems() == []
+    tab.screenshot(tmp_path / "phone-revision.png")
+    # On a phone the checks read as one card per check, each cell under its column's name.
+    tab.goto(server.url + revision_page_path("acme/clip-vit-b", SHA_A))
+    assert tab.eval("getComputedStyle(document.querySelector('table.checks thead')).display") == "none"
+    assert tab.eval("getComputedStyle(document.querySelector('table.checks td'), '::before').content") == (
+        '"What we looked for"')
+    # The check sees an element that does overflow.
+    tab.eval("document.querySelector('h1').style.width = '600px'")
+    assert any(item.startswith("h1") for item in tab.eval(_OVERFLOWING))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.cli.parser import add_settings_options, settings_from_args, subcommands
-from bot.errors import EXIT_CLEAN, EXIT_ERROR, ClipAuditError, UsageError
+from bot.errors import EXIT_CLEAN, EXIT_ERROR, ClipAuditError, SkipRepo, UsageError
 
 
 def register(sub) -> None:
@@ -67,7 +67,10 @@ def _cmd_add(args) -> int:
     if args.sha is not None and not is_commit_sha(args.sha):
         raise UsageError(f"--sha {args.sha!r} is not a full 40-hex commit sha")
     client = HubClient.from_settings(settings)
-    plan = plan_scan(client, args.repo_id, sha=args.sha, max_bytes=settings.max_download_bytes)
+    try:
+        plan = plan_scan(client, args.repo_id, sha=args.sha, max_bytes=settings.max_download_bytes)
+    except SkipRepo as error:  # a base must be public: others are to compare with it and reproduce its reports
+        raise error.for_named_repo(f"{args.repo_id} on {settings.endpoint}") from None
     folder = args.subfolder or ""
     if folder not in plan.text_encoders:
         found = ", ".join(f or "(the repo root)" for f in plan.text_encoders)
@@ -86,7 +89,6 @@ def _cmd_add(args) -> int:
 def _cmd_verify(args) -> int:
     from bot.anchors.registry import load_registry
     from bot.cli.output import table
-    from bot.errors import SkipRepo
     from bot.hub.client import HubClient
     from bot.hub.families import plan_scan
 

@@ -20,7 +20,8 @@ def register(sub) -> None:
                    metavar="SEED", help="seeds the thresholds are fitted on (default 1 2 3)")
     d.add_argument("--report-seeds", type=int, nargs="+", default=list(BenchPlan.report_seeds), metavar="SEED",
                    help="seeds reported on, never used while designing (default 1001-1004)")
-    d.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    d.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
+                   help="report stage: the page to write (default docs/benchmarks.md)")
     d.add_argument("--write-thresholds", action="store_true",
                    help="calibrate stage: store the fitted thresholds in bot/detect/calibrated_thresholds.json")
     d.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -41,7 +42,7 @@ def _cmd_detect(args) -> int:
     plan = BenchPlan(families=tuple(args.families), calibration_seeds=tuple(args.calibration_seeds),
                      report_seeds=tuple(args.report_seeds))
     target = thresholds.CALIBRATED_FILE if args.write_thresholds else None
-    results = run(plan, args.cache_dir, args.out, stage=args.stage, calibration_file=target)
+    results = run(plan, args.cache_root, args.out, stage=args.stage, calibration_file=target)
     for r in results:
         if args.stage == "calibrate":
             cv, fit = r["cross_validated"], r["fit"]

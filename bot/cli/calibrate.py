@@ -45,8 +45,7 @@ def register(sub) -> None:
                         "the detector's)")
     p.add_argument("--landscape-grid", type=_count(3),
                    help="points per axis of each restart's loss landscape (default: the detector's)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the device setting, auto)")
     p.set_defaults(func=_cmd_calibrate)
 
 
@@ -90,7 +89,7 @@ def _cmd_calibrate(args) -> int:
     if unknown:
         raise UsageError(f"--kinds: {', '.join(unknown)} is not a text-only attack kind; choose among "
                          f"{', '.join(TEXT_ONLY_ATTACKS)}")
-    device = select_device(args.device)
+    device = select_device(settings.device)
     config = detector_config(args)
     client = HubClient.from_settings(settings)
     corpus = fetch_captions(args.captions, client=client, cache_dir=settings.cache_dir) if args.captions \

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from bot.settings import CACHE_ROOT
+from bot.cli.parser import add_cache_root_option
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the whole bot end to end against the bundled Hub emulator")
-    p.add_argument("--cache-dir", type=Path, default=CACHE_ROOT,
-                   help=f"where the zoo is built and the demo keeps its state (default {CACHE_ROOT})")
+    add_cache_root_option(p, "where the zoo is built and the demo keeps its state")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.set_defaults(func=_cmd_demo)
 
@@ -18,4 +15,4 @@ def register(sub) -> None:
 def _cmd_demo(args) -> int:
     from bot.demo import run_demo
 
-    return run_demo(cache_dir=args.cache_dir, device=args.device)
+    return run_demo(cache_dir=args.cache_root, device=args.device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.anchors.calibrations import BaseCalibration
+from bot.publish.explain import explain_check
 from bot.scan_record import ScanRecord
 
 
@@ -34,8 +35,10 @@ def summarize_record(record: ScanRecord) -> str:
         lines.insert(-2, f"         no anchor: {choice.reason}")
     if choice is not None and choice.finding:
         lines.insert(-2, f"card:    {choice.finding}")
-    rows = [[c.name, f"{c.score:.3f}", f"{c.threshold:.3f}", "pass" if c.passed else "fail"] for c in record.checks]
-    lines.append(table(["check", "score", "threshold", "result"], rows))
+    # Not pass/fail: a check that "passes" is one that looks like a backdoor (bot/publish/explain.py).
+    rows = [[c.name, f"{c.score:.3f}", f"{c.threshold:.3f}", explain_check(c, verdict=record.verdict).reading]
+            for c in record.checks]
+    lines.append(table(["check", "score", "threshold", "reading"], rows))
     confirmed = [t.token for t in record.triggers if t.confirmed]
     if record.triggers:
         lines.append("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.cli.parser import subcommands
+from bot.cli.parser import add_settings_options, settings_from_args, subcommands
 from bot.errors import EXIT_CLEAN, UsageError
 from bot.settings import CACHE_ROOT
 
@@ -15,9 +15,8 @@ def register(sub) -> None:
     p = sub.add_parser("site", help="static report site (HTML pages, plots, badges) from the scan records")
     ssub = subcommands(p, "site_command")
     b = ssub.add_parser("build", help="build the site from every scan in the state database")
+    add_settings_options(b)
     b.add_argument("--out", type=Path, default=DEFAULT_SITE_DIR, help=f"output directory (default {DEFAULT_SITE_DIR})")
-    b.add_argument("--db", type=Path, dest="db_path", help="state database (default: the db_path setting)")
-    b.add_argument("--config", type=Path, help="TOML settings file (default ./clip-audit.toml when present)")
     b.add_argument("--redraw", action="store_true", help="redraw every plot, even those drawn from the same record")
     b.set_defaults(func=_cmd_build)
     s = ssub.add_parser("serve", help="preview a built site on http://127.0.0.1")
@@ -28,14 +27,14 @@ def register(sub) -> None:
 
 
 def _cmd_build(args) -> int:
-    from bot.settings import load_settings
     from bot.site.build import build_from_store
     from bot.state.store import Store
 
-    overrides = {"db_path": str(args.db_path)} if args.db_path is not None else {}
-    settings = load_settings(config_file=args.config, overrides=overrides)
+    settings = settings_from_args(args)
     if not settings.db_path.is_file():
-        raise UsageError(f"no state database at {settings.db_path}; run the bot first or pass --db")
+        raise UsageError(f"no state database at {settings.db_path}: run `clip-audit watch` first, or pass --db-path")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; the site needs a folder")
     with Store(settings.db_path) as store:
         summary = build_from_store(store, args.out, base_url=settings.report_base_url, reuse_plots=not args.redraw)
     counts = ", ".join(f"{count} {verdict}" for verdict, count in summary.latest_verdicts.items())

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from bot.cli.parser import add_zoo_options, subcommands
+from bot.cli.parser import add_cache_root_option, add_zoo_options, subcommands
 from bot.errors import EXIT_CLEAN, EXIT_ERROR, UsageError
-from bot.settings import CACHE_ROOT
 
 
 def register(sub) -> None:
@@ -20,7 +18,7 @@ def register(sub) -> None:
                    help="derived models take seeds from SEED_OFFSET+1 on (default 0)")
     b.set_defaults(func=_cmd_build)
     ls = zsub.add_parser("list", help="list built zoo models")
-    ls.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help=f"zoo root (default {CACHE_ROOT})")
+    add_cache_root_option(ls, "the zoo lives in CACHE_ROOT/zoo")
     ls.set_defaults(func=_cmd_list)
 
 
@@ -33,7 +31,7 @@ def _cmd_build(args) -> int:
     zoo_plan = plan("cli", families=tuple(args.families), per_kind=args.per_kind, seed_offset=args.seed_offset,
                     base_steps=args.base_steps)
     failures: list = []
-    models = build_all(zoo_plan.recipes, args.cache_dir, failures=failures)
+    models = build_all(zoo_plan.recipes, args.cache_root, failures=failures)
     _print_zoo(models)
     for failure in failures:
         print(f"not built: {failure}", file=sys.stderr)
@@ -43,9 +41,9 @@ def _cmd_build(args) -> int:
 def _cmd_list(args) -> int:
     from bot.zoo.catalog import built_models
 
-    models = built_models(args.cache_dir)
+    models = built_models(args.cache_root)
     if not models:
-        print(f"no zoo models under {args.cache_dir / 'zoo'}; run `clip-audit zoo build`")
+        print(f"no zoo models under {args.cache_root / 'zoo'}; run `clip-audit zoo build`")
         return EXIT_CLEAN
     _print_zoo(models)
     return EXIT_CLEAN

@@ -93,19 +93,24 @@ def _text_encoder_dirs(names: Iterable[str], *, any_weights: bool = False) -> li
 
 
 def plan_scan(
-    client: HubClient, repo_id: str, *, sha: str | None = None, max_bytes: int, family: str | None = None
+    client: HubClient, repo_id: str, *, sha: str | None = None, max_bytes: int, family: str | None = None,
+    public_only: bool = True,
 ) -> ScanPlan:
     """What to download to scan `repo_id` at `sha` (None: the current main); `family` is a listing hint.
 
+    `public_only`: refuse private and gated repos, as the bot does (it reports in public). False for a person
+    scanning a repo their own token can read (`clip-audit scan owner/name`).
+
     Raises:
-        SkipRepo: private, gated, pickle-only, no weights, no config, no text tower, corrupt, oversized.
+        SkipRepo: private or gated (public_only), pickle-only, no weights, no config, no text tower, corrupt,
+            oversized.
         HubError / RateLimitedError: the Hub could not answer (try again later).
     """
     info = client.model_info(repo_id, revision=sha, files_metadata=True)
     sha = info.sha or sha
-    if info.private:
+    if info.private and public_only:
         raise SkipRepo(SkipReason.PRIVATE, "the repo is private; only public repos are audited")
-    if info.gated:
+    if info.gated and public_only:
         raise SkipRepo(SkipReason.GATED, f"the repo is gated ({info.gated}); its files need approved access")
     sizes = {s.rfilename: (s.size if s.size is not None else (s.lfs.size if s.lfs else 0)) for s in info.siblings or []}
 
@@ -135,7 +140,8 @@ def plan_scan(
         raise SkipRepo(SkipReason.NO_CONFIG, "safetensors weights but no config.json or open_clip_config.json")
     total = sum(sizes.get(name, 0) for name in files)
     if total > max_bytes:
-        raise SkipRepo(SkipReason.OVERSIZED, f"the files to scan total {_human(total)}, over the {_human(max_bytes)} limit")
+        raise SkipRepo(SkipReason.OVERSIZED,
+                       f"the files to scan total {_human(total)}, over the {_human(max_bytes)} limit")
     weight_files = tuple(name for name in files if name.endswith(".safetensors"))
     return ScanPlan(repo_id=repo_id, sha=sha, family=detected[0], layout=layout, files=files,
                     weight_files=weight_files, total_bytes=total, text_encoders=tuple(towers),

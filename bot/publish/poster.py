@@ -70,6 +70,15 @@ def reply_kind(discussion_num: int) -> str:
     return f"reply-{discussion_num}"
 
 
+def describe_post(kind: str, discussion_num: int) -> str:
+    """A stored post's kind as people say it: "report in #3", "answer in #2" (a reply to a request there)."""
+    if kind == REPORT_KIND:
+        return f"report in #{discussion_num}"
+    if kind.startswith("reply-"):
+        return f"answer in #{discussion_num}"
+    return f"{kind} in #{discussion_num}"
+
+
 class Publisher:
     def __init__(
         self,

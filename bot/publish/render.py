@@ -1,9 +1,10 @@
 """Rendering Hub posts (reports, revision comments, acknowledgements, help, badge PRs) from scan records.
 
-Templates live in templates/ at the repository root. The jinja2 environment escapes by default: every value
-printed with {{ }} goes through escape_markdown unless it is a `Markdown` instance (template literals, numbers
-formatted by the filters below, links built here from validated parts). A repo owner's text therefore cannot
-inject Markdown even when a template forgets the `md` filter.
+Templates live in templates/ at the repository root (bot/templates when installed: bot/template_files.py).
+The jinja2 environment escapes by default: every value printed with {{ }} goes through escape_markdown unless it
+is a `Markdown` instance (template literals, numbers formatted by the filters below, links built here from
+validated parts). A repo owner's text therefore cannot inject Markdown even when a template forgets the `md`
+filter.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import jinja2
 
 from bot.errors import TemplateValueError
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
+from bot.publish.explain import confirmed_triggers, explain_checks
 from bot.publish.markdown_escape import Markdown, escape_markdown
 from bot.scan_record import ScanRecord, Verdict
-
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+from bot.template_files import TEMPLATES_DIR
 
 AckKind = Literal[
     "scan-queued",         # a scan job was enqueued; the result will follow in this thread
@@ -186,16 +187,21 @@ def _record_context(record: ScanRecord, *, links: PostLinks, repo_id: str, sha: 
         "scanned_commit": Markdown(scanned_commit_marker(sha)),
         "report_url": page,
         "has_report_url": page is not None,
-        "confirmed_count": sum(1 for trigger in record.triggers if trigger.confirmed),
+        "checks": explain_checks(record),
+        "confirmed": confirmed_triggers(record),
         "duration": Markdown(f" in {_seconds(total)}") if total is not None else Markdown(""),
         "versions": Markdown(", ".join(f"{escape_markdown(name)} {escape_markdown(version)}" for name, version in
                                        sorted(record.versions.items()))),  # fmt: skip
     }
 
 
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def _render(name: str, context: dict[str, Any]) -> str:
     text = build_environment().get_template(name).render(context)
-    return text.strip() + "\n"
+    # A section that has nothing to say for this record (next steps of a clean scan) leaves its blank lines.
+    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
 
 
 def render_report(

@@ -34,25 +34,27 @@ from markupsafe import Markup
 
 from bot.fileio import atomic_write_bytes
 from bot.hub.ids import is_commit_sha, is_safe_repo_id
+from bot.publish.explain import explain_checks
 from bot.publish.render import badge_markdown, badge_svg_url, report_page_url
 from bot.scan_record import ScanRecord, Verdict
-from bot.site.badges import BADGE_STATES, badge_files, badge_path
+from bot.site.badges import BADGE_STATES, NOT_SCANNED, badge_files, badge_path
 from bot.site.plots import RevisionPlots, write_plots
+from bot.template_files import TEMPLATES_DIR as TEMPLATE_ROOT
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "site"
+TEMPLATES_DIR = TEMPLATE_ROOT / "site"
 STATIC_DIR = "_static"
 STATIC_FILES = ("site.css", "site.js")
 
 VERDICT_ORDER: tuple[str, ...] = tuple(verdict.value for verdict in Verdict)  # most severe first
+INDEX_STATES: tuple[str, ...] = (*VERDICT_ORDER, NOT_SCANNED)  # the index also lists repos the bot skipped
 VERDICT_MEANING = {
     Verdict.BACKDOOR.value: "An injected textual backdoor was found: an inverted pseudo-token pulls unrelated "
-    "prompts onto one shared target, the clean anchor model does not follow, and the loss around the "
-    "pseudo-token is a smooth convex bowl, the mark of an injected trigger.",
-    Verdict.NATURAL_ONLY.value: "A trigger-like direction exists, but the loss landscape around it has mixed "
-    "curvature: the mark of a natural shortcut that clean models share, not of an injected backdoor.",
-    Verdict.CLEAN.value: "No inverted pseudo-token passed the checks: no textual backdoor was found.",
+    "prompts onto one shared target, and the clean anchor model, given the same pseudo-token, does not follow.",
+    Verdict.NATURAL_ONLY.value: "A trigger-like direction exists, but an earlier version of the bot judged it, by "
+    "the loss landscape's mixed curvature, a natural shortcut that clean models share, not an injected backdoor.",
+    Verdict.CLEAN.value: "No inverted pseudo-token behaved like a trigger: no textual backdoor was found.",
     Verdict.INCONCLUSIVE.value: "The detector could not reach a verdict; the notes below say why.",
 }
 _PLOT_TEXT = {
@@ -76,6 +78,16 @@ class RefusedRecord:
 
 
 @dataclass(frozen=True)
+class SkippedRevision:
+    """A revision the bot did not scan, and why (the store's skips): the index lists it as not scanned."""
+
+    repo_id: str
+    sha: str
+    created_at: str   # ISO-8601 UTC
+    reason: str       # code and detail, as shown to people; may quote the repo's file names
+
+
+@dataclass(frozen=True)
 class SiteSummary:
     out_dir: Path
     repos: int
@@ -83,6 +95,7 @@ class SiteSummary:
     latest_verdicts: dict[str, int]      # verdict -> repos whose latest audited revision has it
     refused: tuple[RefusedRecord, ...] = ()
     pages: tuple[str, ...] = ()          # every HTML page, relative to out_dir
+    not_scanned: int = 0                 # repos the index lists as not scanned (their newest revision was skipped)
 
 
 @dataclass(frozen=True)
@@ -197,26 +210,40 @@ def _render(name: str, context: dict[str, Any]) -> str:
 
 
 def _verdict_rank(verdict: str) -> int:
-    return VERDICT_ORDER.index(verdict)
+    return INDEX_STATES.index(verdict)
 
 
-def _index_context(repos: dict[str, list[_Revision]]) -> dict[str, Any]:
+def _index_context(repos: dict[str, list[_Revision]], skipped: dict[str, SkippedRevision]) -> dict[str, Any]:
+    """One row per repo: its latest audited verdict, with a skip of a newer commit noted under it; a repo
+    the bot skipped every time gets a not-scanned row with the reason."""
     rows = []
     for repo_id, revisions in repos.items():
         latest = revisions[-1]
         verdict = latest.record.verdict.value
+        newer = skipped.get(repo_id)
         rows.append({
             "repo_id": repo_id, "family": latest.record.family, "verdict": verdict,
             "verdict_rank": _verdict_rank(verdict), "badge_src": badge_path(verdict), "sha": latest.sha,
-            "created_at": latest.created_at, "revisions": len(revisions),
+            "created_at": latest.created_at, "revisions": len(revisions), "reason": None,
+            "newer_skip": newer if newer is not None and newer.created_at > latest.created_at else None,
             "repo_href": repo_page_path(repo_id), "revision_href": revision_page_path(repo_id, latest.sha),
+        })
+    for repo_id, skip in skipped.items():
+        if repo_id in repos:
+            continue
+        rows.append({
+            "repo_id": repo_id, "family": "", "verdict": NOT_SCANNED, "verdict_rank": _verdict_rank(NOT_SCANNED),
+            "badge_src": badge_path(NOT_SCANNED), "sha": skip.sha, "created_at": skip.created_at, "revisions": 0,
+            "reason": skip.reason, "newer_skip": None, "repo_href": None, "revision_href": None,
         })
     rows.sort(key=lambda row: row["repo_id"])
     rows.sort(key=lambda row: row["created_at"], reverse=True)
-    counts = _latest_counts(repos)
+    counts = dict.fromkeys(INDEX_STATES, 0)
+    for row in rows:
+        counts[row["verdict"]] += 1
     return {
-        "root": "", "canonical_url": None, "rows": rows, "verdicts": VERDICT_ORDER,
-        "counts": [{"verdict": v, "count": counts[v], "badge_src": badge_path(v)} for v in VERDICT_ORDER],
+        "root": "", "canonical_url": None, "rows": rows, "verdicts": INDEX_STATES,
+        "counts": [{"verdict": v, "count": counts[v], "badge_src": badge_path(v)} for v in INDEX_STATES],
         "revision_total": sum(len(revisions) for revisions in repos.values()),
     }
 
@@ -269,6 +296,7 @@ def _revision_context(revision: _Revision, *, base_url: str | None) -> dict[str,
         "timings": timings, "versions": sorted(record.versions.items()),
         "json_href": f"{revision.sha}.json", "record_json": record.to_json(),
         "confirmed": [trigger for trigger in record.triggers if trigger.confirmed],
+        "checks": list(zip(record.checks, explain_checks(record))),
         "restart_columns": _RESTART_COLUMNS,
         "restarts": [{"gamma": c.gamma, "steps": c.steps, "verdict": c.verdict.value,
                       "checks": {check.name: check for check in c.checks}} for c in record.candidates],
@@ -321,6 +349,23 @@ def _accept(
     return repos
 
 
+def _accept_skips(skipped: Iterable[SkippedRevision], refused: list[RefusedRecord]) -> dict[str, SkippedRevision]:
+    """The newest skip of each repo whose id and sha are sound (the same rule as for records)."""
+    newest: dict[str, SkippedRevision] = {}
+    for skip in skipped:
+        problem = path_problem(skip.repo_id, skip.sha)
+        if problem is None and not (isinstance(skip.created_at, str) and isinstance(skip.reason, str)):
+            problem = "created_at or reason is not a string"
+        if problem is not None:
+            log.warning("site: refusing the skip of %r @ %r: %s", skip.repo_id, skip.sha, problem)
+            refused.append(RefusedRecord(str(skip.repo_id), str(skip.sha), problem))
+            continue
+        kept = newest.get(skip.repo_id)
+        if kept is None or skip.created_at > kept.created_at:
+            newest[skip.repo_id] = skip
+    return newest
+
+
 def _copy_static(out_dir: Path, templates_dir: Path) -> None:
     for name in STATIC_FILES:
         _write_if_changed(out_dir / STATIC_DIR / name, (templates_dir / "static" / name).read_bytes())
@@ -328,11 +373,12 @@ def _copy_static(out_dir: Path, templates_dir: Path) -> None:
 
 def _build(
     records: Iterable[tuple[str, str, str, ScanRecord]], out_dir: Path, *, base_url: str | None, reuse_plots: bool,
-    refused: list[RefusedRecord],
+    refused: list[RefusedRecord], skipped: Iterable[SkippedRevision] = (),
 ) -> SiteSummary:
     if base_url is not None:
         badge_svg_url(base_url, Verdict.CLEAN)  # refuses anything but a plain http(s) URL, as posts do
     repos = _accept(records, refused)
+    skips = _accept_skips(skipped, refused)
     out_dir.mkdir(parents=True, exist_ok=True)
     for revisions in repos.values():  # persist first
         for revision in revisions:
@@ -352,25 +398,27 @@ def _build(
             pages.append(page)
         _write_if_changed(out_dir / repo_page_path(repo_id), _render("repo.html.j2", _repo_context(repo_id, revisions)))
         pages.append(repo_page_path(repo_id))
-    _write_if_changed(out_dir / "index.html", _render("index.html.j2", _index_context(repos)))
+    _write_if_changed(out_dir / "index.html", _render("index.html.j2", _index_context(repos, skips)))
     return SiteSummary(
         out_dir=out_dir, repos=len(repos), revisions=sum(len(revisions) for revisions in repos.values()),
         latest_verdicts=_latest_counts(repos), refused=tuple(refused), pages=tuple(pages),
+        not_scanned=sum(1 for repo_id in skips if repo_id not in repos),
     )
 
 
 def build_site(
     records: Iterable[tuple[str, str, str, ScanRecord]], out_dir: Path, *, base_url: str | None = None,
-    reuse_plots: bool = True,
+    reuse_plots: bool = True, skipped: Iterable[SkippedRevision] = (),
 ) -> SiteSummary:
     """Builds the site for `records`: (repo_id, sha, created_at as ISO-8601 UTC, record) tuples.
 
     Records whose repo id or sha cannot be a safe path are left out and listed in `SiteSummary.refused`.
     `base_url` (the operator's report_base_url) adds canonical links and README badge snippets to revision
-    pages. `reuse_plots` keeps plots already drawn from an identical record.
+    pages. `reuse_plots` keeps plots already drawn from an identical record. `skipped` revisions (the bot's
+    skips) put repos it never scanned into the index as not scanned, with the reason.
     Files already in out_dir that no record produces are left alone.
     """
-    return _build(records, Path(out_dir), base_url=base_url, reuse_plots=reuse_plots, refused=[])
+    return _build(records, Path(out_dir), base_url=base_url, reuse_plots=reuse_plots, refused=[], skipped=skipped)
 
 
 def iso_utc(timestamp: float) -> str:
@@ -387,5 +435,8 @@ def build_from_store(store, out_dir: Path, *, base_url: str | None = None, reuse
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("site: unreadable record of %r @ %r: %s", row.repo_id, row.sha, exc)
             refused.append(RefusedRecord(row.repo_id, row.sha, f"unreadable record: {exc}"))
-    return _build(records, Path(out_dir), base_url=base_url, reuse_plots=reuse_plots, refused=refused)
+    skipped = [SkippedRevision(skip.repo_id, skip.sha, iso_utc(skip.created_at), skip.reason)
+               for skip in store.skips()]
+    return _build(records, Path(out_dir), base_url=base_url, reuse_plots=reuse_plots, refused=refused,
+                  skipped=skipped)
 
