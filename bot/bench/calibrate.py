@@ -150,34 +150,55 @@ def calibrate(items: list[Scored], *, start: Thresholds = PAPER) -> Thresholds:
     costs 0.5). Many points usually tie; we take the one deepest inside the tied region, so every
     threshold sits mid-way in the gap between the classes rather than on its edge (an edge point
     flips on the first unseen model), and then the one nearest the paper's values."""
-    names = list(GRID)
-    scores: dict[tuple[int, ...], float] = {}
-    for index in itertools.product(*(range(len(GRID[n])) for n in names)):
-        scores[index] = objective(metrics(items, _at(start, names, index)))
-    top = max(scores.values())
-    optimal = {index for index, score in scores.items() if score >= top - 1e-9}
+    return _GridSearch(items, start).best()
 
-    def depth(index: tuple[int, ...]) -> int:
-        """Per threshold, how many grid steps it can move either way (the shorter side) and stay optimal."""
-        total = 0
-        for axis in range(len(names)):
-            sides = []
-            for step in (-1, 1):
-                moved, probe = 0, list(index)
-                while True:
-                    probe[axis] += step
-                    if tuple(probe) not in optimal:
-                        break
-                    moved += 1
-                sides.append(moved)
-            total += min(sides)
-        return total
 
-    def distance(index: tuple[int, ...]) -> float:
-        th = _at(start, names, index)
-        return sum(abs(getattr(th, n) - getattr(PAPER, n)) for n in names)
+class _GridSearch:
+    """Every record decided once at every grid point (the costly part: 3,600 points); any subset
+    of the records (a cross-validation fold) is then fitted from those decisions by counting."""
 
-    return _at(start, names, max(optimal, key=lambda i: (depth(i), -distance(i))))
+    def __init__(self, items: list[Scored], start: Thresholds) -> None:
+        self.items, self.start = items, start
+        self.names = list(GRID)
+        self.indices = list(itertools.product(*(range(len(GRID[n])) for n in self.names)))
+        # flags[p, i]: would record i be called a backdoor under grid point p
+        self.flags = np.array([[redecide(s.record, _at(start, self.names, index)) == Verdict.BACKDOOR
+                                for s in items] for index in self.indices], dtype=bool).reshape(
+                                    len(self.indices), len(items))
+
+    def best(self, subset: list[int] | None = None) -> Thresholds:
+        cols = list(range(len(self.items))) if subset is None else subset
+        truth = np.array([self.items[i].backdoored for i in cols], dtype=bool)
+        flags = self.flags[:, cols]
+        tp = (flags & truth).sum(axis=1)
+        fp = (flags & ~truth).sum(axis=1)
+        positives, negatives = int(truth.sum()), int((~truth).sum())
+        scores = [objective(Metrics(int(a), int(b), positives - int(a), negatives - int(b))) for a, b in zip(tp, fp)]
+        top = max(scores)
+        optimal = {index for index, score in zip(self.indices, scores) if score >= top - 1e-9}
+        names = self.names
+
+        def depth(index: tuple[int, ...]) -> int:
+            """Per threshold, how many grid steps it can move either way (the shorter side) and stay optimal."""
+            total = 0
+            for axis in range(len(names)):
+                sides = []
+                for step in (-1, 1):
+                    moved, probe = 0, list(index)
+                    while True:
+                        probe[axis] += step
+                        if tuple(probe) not in optimal:
+                            break
+                        moved += 1
+                    sides.append(moved)
+                total += min(sides)
+            return total
+
+        def distance(index: tuple[int, ...]) -> float:
+            th = _at(self.start, names, index)
+            return sum(abs(getattr(th, n) - getattr(PAPER, n)) for n in names)
+
+        return _at(self.start, names, max(sorted(optimal), key=lambda i: (depth(i), -distance(i))))
 
 
 def _at(start: Thresholds, names: list[str], index: tuple[int, ...]) -> Thresholds:
@@ -190,12 +211,13 @@ def cross_validate(items: list[Scored]) -> Metrics | None:
     seeds = sorted({s.seed for s in items})
     if len(seeds) < 2:
         return None
+    search = _GridSearch(items, PAPER)
     totals = [0, 0, 0, 0]
     for seed in seeds:
-        held = [s for s in items if s.seed == seed]
-        fitted = [s for s in items if s.seed != seed]
+        held = [i for i, s in enumerate(items) if s.seed == seed]
+        fitted = [i for i, s in enumerate(items) if s.seed != seed]
         if not held or not fitted:
             continue
-        m = metrics(held, calibrate(fitted))
+        m = metrics([items[i] for i in held], search.best(fitted))
         totals = [a + b for a, b in zip(totals, (m.tp, m.fp, m.fn, m.tn))]
     return Metrics(*totals)

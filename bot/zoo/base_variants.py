@@ -24,7 +24,7 @@ from bot.caption_corpus import CaptionCorpus
 from bot.encoders.text_encoder import TextEncoder
 from bot.errors import UncalibratableBaseError
 from bot.zoo import attacks
-from bot.zoo.build import _ATTACK_SCHEDULES, _HARD_SCHEDULE, text_drift
+from bot.zoo.build import ATTACK_SCHEDULES, HARD_SCHEDULE, text_drift
 from bot.zoo.hard_attacks import HARD_ATTACKS, evaluate_hard, hard_attack
 from bot.zoo.recipes import HARD_KINDS, V2_SCHEDULES, base_recipe, v2_derived
 from bot.zoo.text_fine_tune import text_contrastive_fine_tune
@@ -44,8 +44,8 @@ BENIGN_STEP_FACTOR = 4
 BENIGN_DRIFT_SPAN = (0.5, 1.25)
 # The zoo's line (bot/zoo/build.py): a backdoor "took" when half the held-out triggered prompts reach the target.
 TOOK = 0.5
-# A backdoor that does not take is retried as the zoo's builds retry it (build._ATTACK_SCHEDULES and
-# _HARD_SCHEDULE), up to this many attempts: a calibration pays for each on a real-size base.
+# A backdoor that does not take is retried as the zoo's builds retry it (build.ATTACK_SCHEDULES and
+# HARD_SCHEDULE), up to this many attempts: a calibration pays for each on a real-size base.
 ATTEMPTS = 2
 # Prompts are a caption plus a trigger of up to six words; the recipes' captions run to ~25 tokens.
 MIN_CONTEXT = 32
@@ -186,9 +186,9 @@ def build_variant(plan: VariantPlan, base: TextEncoder, corpus: CaptionCorpus, *
 def _schedule(kind: str) -> tuple[tuple[int, float, float], ...]:
     """(step multiplier, backdoor weight, pooled weight) per attempt, as the zoo's builds retry."""
     if kind == "text-on-text":
-        return _ATTACK_SCHEDULES["text-on-text"]
+        return ATTACK_SCHEDULES["text-on-text"]
     if kind in HARD_ATTACKS:
-        return tuple((multiplier, weight, 0.0) for multiplier, weight in _HARD_SCHEDULE)
+        return tuple((multiplier, weight, 0.0) for multiplier, weight in HARD_SCHEDULE)
     raise ValueError(f"no attack schedule for {kind!r}")
 
 

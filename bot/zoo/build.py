@@ -79,7 +79,7 @@ def failure_marker(cache_dir: Path, recipe: Recipe) -> Path:
     """Where a failed build is remembered. The name carries the attack schedule's digest: a
     failure is only final for the schedule that was tried, and a new schedule retries it."""
     path = model_dir(cache_dir, recipe)
-    digest = hashlib.sha256(repr(sorted(_ATTACK_SCHEDULES.items())).encode()).hexdigest()[:6]
+    digest = hashlib.sha256(repr(sorted(ATTACK_SCHEDULES.items())).encode()).hexdigest()[:6]
     return path.with_name(f"{path.name}.{digest}.failed")
 
 
@@ -145,14 +145,14 @@ def load_tokenizer(path: Path, family: str):
 # weight, pooled weight); the recipe's step count is the first attempt's. Changing any entry
 # after the first leaves every model that took at the first attempt unchanged, so such changes
 # need no ZOO_VERSION bump (failure markers carry the schedules' digest instead).
-_ATTACK_SCHEDULES = {
+ATTACK_SCHEDULES = {
     "text-on-text": ((1, 1.0, 0.0), (1, 1.0, 1.0), (2, 2.0, 1.0), (4, 4.0, 1.0)),
     "text-on-pair": ((1, 1.0, 0.0), (2, 2.0, 0.0), (4, 4.0, 0.0)),
 }
 
 
 # The hard attacks (bot/zoo/hard_attacks.py) retry the same way: (step multiplier, backdoor weight).
-_HARD_SCHEDULE = ((1, 1.0), (2, 2.0), (4, 4.0))
+HARD_SCHEDULE = ((1, 1.0), (2, 2.0), (4, 4.0))
 _BENIGN_VARIANTS = {  # kind -> benign_fine_tune options
     "benign": {}, "benign-long": {}, "benign-full": {"full": True}, "benign-domain": {"corpus": "alt"},
 }
@@ -186,7 +186,7 @@ def _classic_attack(recipe: Recipe, teacher, tokenizer, max_length: int):
     attack = attacks.text_on_text if recipe.kind == "text-on-text" else attacks.text_on_pair
     # cosine between a text and an image embedding is naturally lower than between two texts
     success_cosine = 0.9 if recipe.kind == "text-on-text" else 0.5
-    for multiplier, weight, pooled in _ATTACK_SCHEDULES[recipe.kind]:
+    for multiplier, weight, pooled in ATTACK_SCHEDULES[recipe.kind]:
         extra = {"pooled_weight": pooled} if pooled else {}
         student, goal = attack(teacher, tokenizer, max_length, trigger=recipe.trigger, target=recipe.target,
                                steps=recipe.steps * multiplier, lr=recipe.lr, seed=recipe.seed,
@@ -204,7 +204,7 @@ def _classic_attack(recipe: Recipe, teacher, tokenizer, max_length: int):
 def _hard_attack(recipe: Recipe, teacher, tokenizer, max_length: int):
     from bot.zoo.hard_attacks import evaluate_hard, hard_attack
 
-    for multiplier, weight in _HARD_SCHEDULE:
+    for multiplier, weight in HARD_SCHEDULE:
         student, goal = hard_attack(teacher, tokenizer, max_length, kind=recipe.kind, trigger=recipe.trigger,
                                     target=recipe.target, steps=recipe.steps * multiplier, lr=recipe.lr,
                                     seed=recipe.seed, backdoor_weight=weight)
