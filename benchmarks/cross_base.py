@@ -26,12 +26,13 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bot.detect.amdet import Amdet, DetectorConfig
+    from bot.bench.detect import bench_config
+    from bot.detect.amdet import Amdet
     from bot.encoders.load import load_text_encoder
     from bot.zoo.build import build_all
     from bot.zoo.recipes import base_recipe
 
-    config = DetectorConfig(always_landscape=True, show_progress=False)
+    config = bench_config()
     for (seed, corpus), (anchor_seed, anchor_corpus) in PAIRS:
         suspect, anchor = build_all([base_recipe(args.family, seed=seed, corpus=corpus),
                                      base_recipe(args.family, seed=anchor_seed, corpus=anchor_corpus)],

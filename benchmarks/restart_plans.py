@@ -35,16 +35,17 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from bot.bench.detect import bench_config
     from bot.bench.plan import BenchPlan, recipes_for
-    from bot.detect.amdet import Amdet, DetectorConfig
+    from bot.detect.amdet import Amdet
     from bot.encoders.load import load_text_encoder
     from bot.zoo.catalog import load_zoo_model
     from bot.zoo.recipes import base_recipe
 
     restarts = max(len(args.gammas), len(args.positions), len(args.modes or []))
-    config = DetectorConfig(k=args.k, steps=args.steps, gammas=tuple(args.gammas), positions=tuple(args.positions),
-                            modes=tuple(args.modes) if args.modes else None, restarts=restarts, v_scale=args.v_scale,
-                            v_max_norm=args.v_max_norm, always_landscape=True, show_progress=False)
+    config = bench_config(k=args.k, steps=args.steps, gammas=tuple(args.gammas), positions=tuple(args.positions),
+                          modes=tuple(args.modes) if args.modes else None, restarts=restarts, v_scale=args.v_scale,
+                          v_max_norm=args.v_max_norm)
     plan = BenchPlan(families=(args.family,), calibration_seeds=tuple(args.seeds))
     for recipe in recipes_for(plan, args.family, "calibration"):
         if args.kinds and recipe.kind not in args.kinds:

@@ -93,7 +93,10 @@ class DetectorConfig:
     give_up_ratio: float = 0.25
     give_up_checks: int = 3
     seed: int = 0
-    landscape_grid: int = 15
+    # The landscape is evidence in the report and decides nothing (checks.decide), so a scan computes it on
+    # a 9 x 9 grid, once, for a backdoor verdict: 81 points instead of the benchmark's 225 (most of a
+    # backdoor scan's `checks` time; docs/performance.md). The benchmark keeps 15 (bench.detect.BENCH_LANDSCAPE_GRID).
+    landscape_grid: int = 9
     landscape_radius: float = 0.5    # grid half-width, as a fraction of |v|
     landscape_prompts: int = 8
     always_landscape: bool = False   # benchmarks: compute it even when a feature check fails
